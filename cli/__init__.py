@@ -1,0 +1,1 @@
+"""The litcache command line (installed as ``litcache.cli``)."""

@@ -1,0 +1,293 @@
+"""The ``litcache`` command: parse, load the pipeline, call one library function, print."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from litcache import __version__
+from litcache.config import PipelineConfig, builtin_pipelines, load_pipeline
+from litcache.errors import LitcacheError
+
+
+def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library errors into a one-line message and exit status 1, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LitcacheError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def pipeline_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override one config value, e.g. --set train.epochs=3 (repeatable).",
+    )(fn)
+    return click.option(
+        "--pipeline",
+        "-p",
+        default="tiny",
+        show_default=True,
+        metavar="NAME|FILE",
+        help="A built-in pipeline name (see `litcache pipelines`) or a path to a YAML file.",
+    )(fn)
+
+
+def data_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--data",
+        "-d",
+        default=None,
+        metavar="SOURCE",
+        help="cifar10 / cifar100 (torchvision, downloaded to data.root) or a folder of WebDataset shards "
+        "(train-*.tar, test-*.tar). Default: the pipeline's data.source.",
+    )(fn)
+
+
+def limit_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--limit",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Use only the first N samples of the split (smoke runs, tests).",
+    )(fn)
+
+
+def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(fn)
+
+
+def resolve(
+    pipeline: str, overrides: tuple[str, ...], data: str | None = None, **extra: Any
+) -> PipelineConfig:
+    """Defaults < pipeline file < --set < the command's own flags (--data, --views, ...)."""
+    items = list(overrides)
+    if data is not None:
+        items.append(f"data.source={json.dumps(data)}")
+    items += [f"{key}={json.dumps(value)}" for key, value in extra.items() if value is not None]
+    return load_pipeline(pipeline, items)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="litcache")
+@click.option("--verbose", "-v", is_flag=True, help="Log what the library does (INFO level).")
+def main(verbose: bool) -> None:
+    """Cache a teacher's intermediate representations once; train LIT students from the cache.
+
+    \b
+    A whole run on the tiny pipeline (seconds on a CPU):
+      litcache train-teacher -p tiny -d ../shared/data/cifar10 -o runs/teacher.pt
+      litcache extract -p tiny --teacher runs/teacher.pt -d ../shared/data/cifar10 -o runs/cache.zarr
+      litcache inspect runs/cache.zarr
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+    )
+
+
+@main.command("pipelines")
+@click.argument("name", required=False)
+def pipelines_cmd(name: str | None) -> None:
+    """List the built-in pipelines, or print one resolved (defaults plus its overrides).
+
+    \b
+    Example:  litcache pipelines tiny
+    """
+    import yaml
+
+    if name is None:
+        for pipeline in builtin_pipelines():
+            desc = load_pipeline(pipeline).description
+            click.echo(f"{pipeline:<32} {desc}")
+        return
+    try:
+        click.echo(yaml.safe_dump(load_pipeline(name).to_dict(), sort_keys=False), nl=False)
+    except LitcacheError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("train-teacher")
+@pipeline_options
+@data_option
+@click.option("--output", "-o", required=True, metavar="CKPT", help="Where to write the teacher checkpoint.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override teacher.epochs.")
+@click.option("--arch", default=None, help="Override teacher.arch (e.g. resnet56).")
+@limit_option
+@quiet_option
+@_handle_errors
+def train_teacher_cmd(
+    pipeline: str,
+    overrides: tuple[str, ...],
+    data: str | None,
+    output: str,
+    epochs: int | None,
+    arch: str | None,
+    limit: int | None,
+    quiet: bool,
+) -> None:
+    """Train a teacher with the standard CIFAR recipe (for users without a checkpoint).
+
+    \b
+    Example:  litcache train-teacher -p tiny -d ../shared/data/cifar10 -o runs/teacher.pt --epochs 2
+    """
+    from litcache.supervised import train_teacher
+
+    cfg = resolve(pipeline, overrides, data, **{"teacher.epochs": epochs, "teacher.arch": arch})
+    record = train_teacher(cfg, output, limit=limit, show_progress=not quiet)
+    click.echo(f"teacher {cfg.teacher.arch} -> {output} (last epoch loss {record['loss']:.4f})")
+
+
+@main.command("extract")
+@pipeline_options
+@click.option("--teacher", "-t", required=True, metavar="CKPT", help="Teacher checkpoint (litcache format).")
+@data_option
+@click.option("--output", "-o", required=True, metavar="CACHE", help="Cache path or fsspec URL (s3://...).")
+@click.option("--views", type=click.IntRange(min=1), default=None, help="Views per sample (extract.views).")
+@limit_option
+@click.option("--resume", is_flag=True, help="Continue an interrupted extraction into CACHE.")
+@click.option("--overwrite", is_flag=True, help="Delete an existing cache at CACHE first.")
+@click.option(
+    "--max-units",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after writing this many units (a time-boxed job; --resume continues).",
+)
+@quiet_option
+@_handle_errors
+def extract_cmd(
+    pipeline: str,
+    overrides: tuple[str, ...],
+    teacher: str,
+    data: str | None,
+    output: str,
+    views: int | None,
+    limit: int | None,
+    resume: bool,
+    overwrite: bool,
+    max_units: int | None,
+    quiet: bool,
+) -> None:
+    """Run the teacher once over every (sample, view) and write the cache.
+
+    \b
+    Example:  litcache extract -p tiny -t runs/teacher.pt -d ../shared/data/cifar10 -o runs/cache.zarr --views 2
+    """
+    from litcache.extract import extract
+
+    cfg = resolve(pipeline, overrides, data, **{"extract.views": views})
+    s = extract(
+        cfg,
+        teacher,
+        output,
+        limit=limit,
+        resume=resume,
+        overwrite=overwrite,
+        max_units=max_units,
+        show_progress=not quiet,
+    )
+    state = (
+        "complete" if s["complete"] else f"INCOMPLETE ({s['units_total']} units in all; --resume continues)"
+    )
+    ratio = s["raw_bytes"] / max(s["stored_bytes"], 1)
+    click.echo(
+        f"{output}: {s['units_written']} units written in {s['seconds']:.1f}s, "
+        f"{s['stored_bytes'] / 1e6:.1f} MB stored (ratio {ratio:.2f}), {state}"
+    )
+
+
+@main.command("inspect")
+@click.argument("cache", metavar="CACHE")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+@click.option("--stats", is_flag=True, help="Per-channel statistics of every boundary (dask, whole cache).")
+@click.option("--verify", is_flag=True, help="Re-read every unit and check it against its CRC-32.")
+@_handle_errors
+def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool) -> None:
+    """Summarise a cache: what was cached, how big, whether complete.
+
+    \b
+    Example:  litcache inspect runs/cache.zarr --json
+    """
+    from litcache.store import open_cache
+    from litcache.summary import channel_stats, format_summary, summarize
+
+    c = open_cache(cache)
+    s = summarize(c)
+    if stats:
+        s["channel_stats"] = channel_stats(c)
+    if verify:
+        s["verify_problems"] = c.verify()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+    else:
+        click.echo(format_summary(s))
+        if stats:
+            for name, st in s["channel_stats"].items():
+                click.echo(f"{name} per-channel mean: " + " ".join(f"{v:.3f}" for v in st["mean"]))
+        if verify:
+            click.echo(
+                "verify: "
+                + (
+                    "all units match their checksums"
+                    if not s["verify_problems"]
+                    else "\n  ".join(["PROBLEMS:", *s["verify_problems"]])
+                )
+            )
+    if verify and s["verify_problems"]:
+        sys.exit(1)
+
+
+@main.command("evaluate")
+@click.option(
+    "--model", "-m", "model_path", required=True, metavar="CKPT", help="Teacher or student checkpoint."
+)
+@data_option
+@pipeline_options
+@limit_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"accuracy": ..., "samples": ...}.')
+@_handle_errors
+def evaluate_cmd(
+    model_path: str,
+    data: str | None,
+    pipeline: str,
+    overrides: tuple[str, ...],
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Test-split accuracy of any checkpoint (top-1; top-5 too with more than 10 classes).
+
+    \b
+    Example:  litcache evaluate -m runs/student.pt -d ../shared/data/cifar10 --json
+    """
+    from litcache.supervised import evaluate_checkpoint
+
+    cfg = resolve(pipeline, overrides, data)
+    result = evaluate_checkpoint(model_path, cfg.data, limit, cfg.train.device)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        extra = f", top-5 {result['top5']:.4f}" if "top5" in result else ""
+        click.echo(
+            f"{model_path} ({result['arch']}): top-1 {result['accuracy']:.4f}{extra} "
+            f"on {result['samples']} test samples"
+        )
+
+
+if __name__ == "__main__":
+    main()

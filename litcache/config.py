@@ -1,0 +1,306 @@
+"""Pipeline configuration: one frozen dataclass per stage under one :class:`PipelineConfig`.
+
+Precedence is defaults < pipeline file < ``--set key=value``. A pipeline file holds only overrides; an
+unknown key anywhere is an error that names the key and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from litcache.errors import ConfigError
+
+DTYPES = ("float16", "float32")
+CODECS = ("zstd", "blosc-zstd", "blosc-lz4", "none")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how a view is made from a sample."""
+
+    source: str = "cifar10"  # torchvision name (cifar10, cifar100) or a folder/pattern of WebDataset shards
+    root: str = "~/.cache/litcache/datasets"  # download folder for torchvision datasets
+    download: bool = True
+    num_classes: int = 0  # 0 = from the source (torchvision's class list, or max label + 1 of shards)
+    pad: int = 4  # random-crop padding of the CIFAR augmentation
+    flip: bool = True
+    plain_view0: bool = True  # view 0 is the un-augmented image
+    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
+    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
+
+    def __post_init__(self) -> None:
+        _check(self.pad >= 0, f"data.pad must be >= 0, got {self.pad}")
+        _check(len(self.mean) == len(self.std), "data.mean and data.std must have the same length")
+        _check(all(s > 0 for s in self.std), f"data.std must be positive, got {self.std}")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Supervised training of a teacher (the standard CIFAR recipe)."""
+
+    arch: str = "resnet20"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"teacher.epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"teacher.batch_size must be >= 1, got {self.batch_size}")
+        _check(
+            self.schedule in SCHEDULES, f"teacher.schedule must be one of {SCHEDULES}, got {self.schedule!r}"
+        )
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Stage one: the teacher over every (sample, view)."""
+
+    views: int = 4
+    seed: int = 0  # the augmentation of (sample i, view v) is a pure function of (seed, i, v)
+    batch_size: int = 256
+    device: str = "auto"  # auto = cuda when available, else cpu
+    queue_units: int = 4  # bound on encoded-but-unwritten units: memory stays bounded
+    writers: int = 2  # background threads that encode and write
+
+    def __post_init__(self) -> None:
+        _check(self.views >= 1, f"extract.views must be >= 1, got {self.views}")
+        _check(self.batch_size >= 1, f"extract.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.queue_units >= 1, f"extract.queue_units must be >= 1, got {self.queue_units}")
+        _check(self.writers >= 1, f"extract.writers must be >= 1, got {self.writers}")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How the cache stores boundaries: dtype, codec, chunking."""
+
+    dtype: str = "float16"
+    codec: str = "zstd"
+    level: int = 1  # zstd 3 buys nothing over 1 on activations and is 2x slower to write
+    chunk_mb: float = 4.0  # decoded size of one chunk of the widest array; sets rows per chunk
+    shard_chunks: int = 0  # 0 = unsharded; else chunks per shard (the shard is then the unit of writing)
+    bitround_keepbits: int = 0  # 0 = lossless; else numcodecs BitRound mantissa bits kept (lossy)
+
+    def __post_init__(self) -> None:
+        _check(self.dtype in DTYPES, f"store.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        _check(self.codec in CODECS, f"store.codec must be one of {CODECS}, got {self.codec!r}")
+        _check(self.chunk_mb > 0, f"store.chunk_mb must be > 0, got {self.chunk_mb}")
+        _check(self.shard_chunks >= 0, f"store.shard_chunks must be >= 0, got {self.shard_chunks}")
+        _check(0 <= self.bitround_keepbits <= 23, "store.bitround_keepbits must be in 0..23")
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Stage two's reader: the WebDataset pipeline over the cache."""
+
+    batch_size: int = 128
+    shuffle_buffer: int = 2048
+    workers: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, f"stream.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.shuffle_buffer >= 1, f"stream.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        _check(self.workers >= 0, f"stream.workers must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Student training from the cache (train-sections) with LIT's losses."""
+
+    student: str = "resnet8"
+    epochs: int = 4
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    beta: float = 0.0  # LIT's beta*KD + (1-beta)*sum(IR); 0 = IR only, the KD pass comes after
+    temperature: float = 6.0  # LIT reference code
+    alpha: float = 0.95  # weight of the soft targets in KD (LIT reference code)
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(0.0 <= self.beta <= 1.0, f"train.beta must be in [0, 1], got {self.beta}")
+        _check(0.0 <= self.alpha <= 1.0, f"train.alpha must be in [0, 1], got {self.alpha}")
+        _check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
+        _check(
+            self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}"
+        )
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """The short end-to-end KD pass of the assembled student on the cached logits."""
+
+    epochs: int = 1
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    temperature: float = 6.0
+    alpha: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"kd.epochs must be >= 1, got {self.epochs}")
+        _check(0.0 <= self.alpha <= 1.0, f"kd.alpha must be in [0, 1], got {self.alpha}")
+        _check(self.temperature > 0, f"kd.temperature must be > 0, got {self.temperature}")
+        _check(self.schedule in SCHEDULES, f"kd.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one LIT run needs, stage by stage."""
+
+    name: str = "default"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        return _build(cls, data, "")
+
+    def replace(self, **sections: Any) -> PipelineConfig:
+        return dataclasses.replace(self, **sections)
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
+        return _build(tp, value, where + ".")  # type: ignore[arg-type]
+    if origin is tuple:
+        _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
+        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
+        return tuple(_coerce(item, v, where) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    _check(
+        isinstance(value, tp) and not (tp is int and isinstance(value, bool)),
+        f"{where} must be {tp.__name__}, got {value!r}",
+    )
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys under {prefix or 'the top level'}: "
+            + ", ".join(names)
+        )
+    try:
+        return cls(**{k: _coerce(hints[k], v, prefix + k) for k, v in data.items()})
+    except TypeError as exc:
+        raise ConfigError(f"invalid config under {prefix or 'the top level'}: {exc}") from exc
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def builtin_pipelines() -> list[str]:
+    """Names of the pipelines shipped with the package."""
+    files = resources.files("litcache.pipelines")
+    return sorted(p.name[: -len(".yaml")] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_pipeline_file(name_or_path: str) -> tuple[dict[str, Any], str]:
+    """Read a pipeline by built-in name or file path; returns its overrides and where they came from."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"pipeline file {path} does not exist")
+        text, origin = path.read_text(), str(path)
+    else:
+        res = resources.files("litcache.pipelines").joinpath(f"{name_or_path}.yaml")
+        if not res.is_file():
+            raise ConfigError(
+                f"no pipeline named {name_or_path!r}; built-in pipelines: {', '.join(builtin_pipelines())} "
+                "(or pass a path to a .yaml file)"
+            )
+        text, origin = res.read_text(), f"builtin:{name_or_path}"
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"pipeline {origin} is not valid YAML: {exc}") from exc
+    _check(isinstance(data, dict), f"pipeline {origin} must be a mapping at the top level")
+    data.setdefault("name", path.stem if origin == str(path) else name_or_path)
+    return data, origin
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """Turn ``"train.epochs=3"`` into ``{"train": {"epochs": 3}}`` (value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    _check(bool(sep) and bool(key.strip()), f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML: {exc}") from exc
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+def load_pipeline(name_or_path: str | None = "tiny", overrides: typing.Sequence[str] = ()) -> PipelineConfig:
+    """Resolve a pipeline: defaults < pipeline file < ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    if name_or_path:
+        data, _ = read_pipeline_file(name_or_path)
+    for item in overrides:
+        data = _deep_merge(data, parse_override(item))
+    return PipelineConfig.from_dict(data)
+
+
+def save_resolved(cfg: PipelineConfig, path: str | Path) -> None:
+    """Write the resolved config beside a run's outputs."""
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,31 @@
+"""The one error hierarchy of litcache.
+
+Every user-facing error says what was wrong, with which file or value, and what to do about it. The CLI
+prints these without a traceback; anything else escaping the library is a bug.
+"""
+
+from __future__ import annotations
+
+
+class LitcacheError(Exception):
+    """Base class of all errors litcache raises on purpose."""
+
+
+class ConfigError(LitcacheError):
+    """A pipeline file, a ``--set`` override or a config value is invalid."""
+
+
+class DataError(LitcacheError):
+    """A data source cannot be found, read or understood."""
+
+
+class CompatibilityError(LitcacheError):
+    """Two models (or a model and a cache) do not fit together."""
+
+
+class CacheError(LitcacheError):
+    """A cache is missing, incomplete, corrupt, or would be overwritten."""
+
+
+class CheckpointError(LitcacheError):
+    """A checkpoint cannot be read or does not hold what was asked for."""

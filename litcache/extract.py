@@ -1,0 +1,276 @@
+"""Stage one: run the teacher once over every (sample, view) and cache what it computes.
+
+The device loop only computes: it builds the views of a batch of units, runs the teacher in inference mode
+(one forward that returns every boundary), casts to the storage dtype and hands the arrays to a pool of
+writer threads behind a bounded semaphore. Encoding and writing happen there, so the device does not wait on
+the disk, and at most ``extract.queue_units`` units are ever in flight, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from litcache import __version__
+from litcache.checkpoint import fingerprint_state, load_model
+from litcache.config import PipelineConfig
+from litcache.data import ImageSet, load_images, make_views, to_unit_float
+from litcache.errors import CacheError, CompatibilityError
+from litcache.models import SectionedModel, probe_boundaries, section_names
+from litcache.progress import progress_bar
+from litcache.store import (
+    ArraySpec,
+    CacheWriter,
+    boundary_name,
+    create_cache,
+    open_cache,
+    prepare_output,
+)
+
+log = logging.getLogger(__name__)
+
+# manifest entries that must agree for --resume to continue a cache
+RESUME_KEYS = ("teacher", "data", "views", "seed", "transform", "store", "arrays", "rows")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def teacher_parts(model: SectionedModel) -> dict[str, np.ndarray]:
+    """The stem and head weights a student copies, as small arrays ``teacher/{stem,head}/<param>``."""
+    parts = {}
+    for part in ("stem", "head"):
+        for key, value in getattr(model, part).state_dict().items():
+            parts[f"teacher/{part}/{key}"] = value.detach().cpu().numpy()
+    return parts
+
+
+def array_specs(
+    images: ImageSet, shapes: list[tuple[int, ...]], num_classes: int, dtype: str
+) -> list[ArraySpec]:
+    specs = [
+        ArraySpec("rows/sample", (), "int32"),
+        ArraySpec("rows/view", (), "int32"),
+        ArraySpec("rows/label", (), "int32"),
+        ArraySpec("input", images.input_shape, "uint8"),
+    ]
+    specs += [ArraySpec(boundary_name(k), shape, dtype, lossy_ok=True) for k, shape in enumerate(shapes) if k]
+    specs.append(ArraySpec("logits", (num_classes,), "float32"))
+    return specs
+
+
+def build_manifest(
+    cfg: PipelineConfig, teacher: SectionedModel, teacher_path: str, images: ImageSet, shapes: list[Any]
+) -> dict[str, Any]:
+    return {
+        "litcache_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "teacher": {
+            "arch": teacher.arch,
+            "checkpoint": str(teacher_path),
+            "fingerprint": fingerprint_state(teacher.state_dict()),
+            "num_classes": images.num_classes,
+            "sections": section_names(teacher.num_sections),
+            "boundary_shapes": [list(s) for s in shapes],
+        },
+        "data": {
+            "identity": images.identity,
+            "split": "train",
+            "samples": len(images),
+            "fingerprint": images.fingerprint(),
+            "input_shape": list(images.input_shape),
+        },
+        "views": cfg.extract.views,
+        "seed": cfg.extract.seed,
+        "layout": "view-major: row r = (sample r % samples, view r // samples)",
+        "rows": len(images) * cfg.extract.views,
+        "transform": {
+            "kind": "pad-crop-flip",
+            "pad": cfg.data.pad,
+            "flip": cfg.data.flip,
+            "plain_view0": cfg.data.plain_view0,
+        },
+        "store": {k: v for k, v in cfg.to_dict()["store"].items()},
+        "pipeline": cfg.to_dict(),
+    }
+
+
+def _check_resumable(cache: CacheWriter, manifest: Mapping[str, Any]) -> None:
+    diffs = []
+    for key in RESUME_KEYS:
+        old, new = cache.manifest.get(key), manifest.get(key)
+        if key in ("teacher", "data"):
+            old = {k: v for k, v in (old or {}).items() if k != "checkpoint"}
+            new = {k: v for k, v in (new or {}).items() if k != "checkpoint"}
+        if key == "arrays":
+            new = {k: {"row_shape": list(v.row_shape), "dtype": v.dtype} for k, v in new.items()}  # type: ignore[union-attr]
+        if old != new:
+            diffs.append(f"{key}: cache has {old}, this run has {new}")
+    if diffs:
+        raise CacheError(
+            f"cannot resume {cache.url}: it was extracted with different settings:\n  "
+            + "\n  ".join(diffs)
+            + "\nresume with the same settings, or pass --overwrite to start again"
+        )
+
+
+class _UnitWriter:
+    """Writer threads behind a bounded semaphore; the first error stops the run."""
+
+    def __init__(self, cache: CacheWriter, threads: int, max_in_flight: int) -> None:
+        self.cache = cache
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="litcache-writer")
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+        self.futures: list[Future[tuple[int, int]]] = []
+        self.lock = threading.Lock()
+        self.raw_bytes = 0
+        self.stored_bytes = 0
+
+    def _write(self, unit: int, arrays: dict[str, np.ndarray]) -> tuple[int, int]:
+        try:
+            stored = self.cache.write_unit(unit, arrays)
+            raw = sum(a.nbytes for a in arrays.values())
+            with self.lock:
+                self.raw_bytes += raw
+                self.stored_bytes += stored
+            return unit, stored
+        finally:
+            self.slots.release()
+
+    def submit(self, unit: int, arrays: dict[str, np.ndarray]) -> None:
+        self.raise_first_error()
+        self.slots.acquire()
+        self.futures.append(self.pool.submit(self._write, unit, arrays))
+
+    def raise_first_error(self) -> None:
+        for f in self.futures:
+            if f.done() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
+        self.futures = [f for f in self.futures if not f.done()]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.raise_first_error()
+
+
+@torch.inference_mode()
+def _teacher_rows(
+    teacher: SectionedModel, x: torch.Tensor, batch_size: int, device: torch.device, dtype: torch.dtype
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Boundaries b1..bS (in ``dtype``) and float32 logits of uint8 inputs ``x`` (B, C, H, W), on the CPU."""
+    bounds: list[list[torch.Tensor]] = []
+    logits = []
+    for start in range(0, len(x), batch_size):
+        xb = to_unit_float(x[start : start + batch_size].to(device, non_blocking=True))
+        b, out = teacher.forward_boundaries(xb)
+        cast = [t.to(dtype) for t in b[1:]]
+        for k, t in enumerate(cast, start=1):
+            if not torch.isfinite(t).all():
+                peak = b[k].abs().max().item()
+                raise CacheError(
+                    f"boundary {k} does not fit {dtype} (max |x| = {peak:.4g}); set store.dtype=float32"
+                )
+        bounds.append([t.cpu() for t in cast])
+        logits.append(out.float().cpu())
+    return [torch.cat(parts) for parts in zip(*bounds, strict=True)], torch.cat(logits)
+
+
+def extract(
+    cfg: PipelineConfig,
+    teacher_path: str,
+    out: str,
+    *,
+    limit: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_units: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Extract a cache of ``cfg.extract.views`` views of the training split into ``out``.
+
+    ``max_units`` stops after writing that many units (a time-boxed job; ``resume=True`` continues).
+    Returns a summary: rows and units written, seconds, raw and stored bytes, and whether the cache is complete.
+    """
+    resuming = prepare_output(out, resume, overwrite, storage_options)
+    device = resolve_device(cfg.extract.device)
+    teacher, _ = load_model(teacher_path)
+    teacher.to(device).eval()
+    images = load_images(cfg.data, "train", limit)
+    shapes = probe_boundaries(teacher, images.input_shape)
+    if teacher.head[-1].out_features != images.num_classes:
+        raise CompatibilityError(
+            f"teacher {teacher_path} has {teacher.head[-1].out_features} classes, data {images.identity} "
+            f"has {images.num_classes}"
+        )
+    specs = array_specs(images, shapes, images.num_classes, cfg.store.dtype)
+    manifest = build_manifest(cfg, teacher, teacher_path, images, shapes)
+    if resuming:
+        cache = open_cache(out, storage_options, writable=True)
+        assert isinstance(cache, CacheWriter)
+        _check_resumable(cache, {**manifest, "arrays": {s.name: s for s in specs}})
+    else:
+        cache = create_cache(out, manifest, specs, cfg.store, teacher_parts(teacher), storage_options)
+    todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
+    if max_units is not None:
+        todo = todo[:max_units]
+    log.info("%s: %d of %d units to write", out, len(todo), cache.num_units)
+
+    dtype = torch.float16 if cfg.store.dtype == "float16" else torch.float32
+    units_per_step = max(1, cfg.extract.batch_size // cache.rows_per_unit)
+    writer = _UnitWriter(cache, cfg.extract.writers, cfg.extract.queue_units)
+    rows_todo = sum(e - s for s, e in map(cache.unit_rows, todo))
+    started = time.perf_counter()
+    with progress_bar(total=rows_todo, desc="extract", unit="row", enabled=show_progress) as bar:
+        try:
+            for i in range(0, len(todo), units_per_step):
+                step_units = todo[i : i + units_per_step]
+                ranges = [cache.unit_rows(u) for u in step_units]
+                rows = np.concatenate([np.arange(s, e) for s, e in ranges])
+                samples, views = rows % len(images), rows // len(images)
+                x = make_views(images, cfg.data, cfg.extract.seed, samples, views)
+                bounds, logits = _teacher_rows(teacher, x, cfg.extract.batch_size, device, dtype)
+                offset = 0
+                for u, (s, e) in zip(step_units, ranges, strict=True):
+                    sl = slice(offset, offset + e - s)
+                    offset += e - s
+                    arrays = {
+                        "rows/sample": samples[sl].astype(np.int32),
+                        "rows/view": views[sl].astype(np.int32),
+                        "rows/label": images.labels[samples[sl]].astype(np.int32),
+                        "input": x[sl].numpy(),
+                        "logits": logits[sl].numpy(),
+                    }
+                    arrays.update({boundary_name(k): b[sl].numpy() for k, b in enumerate(bounds, start=1)})
+                    writer.submit(u, arrays)
+                bar.update(len(rows))
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                with writer.lock:
+                    raw, stored = writer.raw_bytes, writer.stored_bytes
+                bar.set_postfix(MBps=f"{raw / elapsed / 1e6:.1f}", ratio=f"{raw / max(stored, 1):.2f}")
+        finally:
+            writer.close()
+    seconds = time.perf_counter() - started
+    complete = bool(cache.done_units().all())
+    if complete:
+        cache.finish()
+    return {
+        "cache": out,
+        "rows": cache.rows,
+        "units_written": len(todo),
+        "units_total": cache.num_units,
+        "complete": complete,
+        "seconds": seconds,
+        "raw_bytes": writer.raw_bytes,
+        "stored_bytes": writer.stored_bytes,
+    }

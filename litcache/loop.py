@@ -1,0 +1,75 @@
+"""The training and evaluation loops every trainer shares. They take everything they need as arguments."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from litcache.data import ImageSet, to_unit_float
+from litcache.models import SectionedModel
+from litcache.progress import progress_bar
+
+StepFn = Callable[[Any], dict[str, torch.Tensor]]
+
+
+def train_one_epoch(
+    step_fn: StepFn,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loader: Iterable[Any],
+    *,
+    total: int | None = None,
+    desc: str = "train",
+    show_progress: bool = True,
+) -> dict[str, float]:
+    """One pass over ``loader``; ``step_fn(batch)`` returns ``{"loss": total, **parts}``.
+
+    Returns the mean of every part over the epoch (weighted by batch size), ``samples`` and ``samples_per_s``.
+    """
+    sums: dict[str, float] = defaultdict(float)
+    seen = 0
+    started = time.perf_counter()
+    with progress_bar(total=total or 0, desc=desc, unit="batch", enabled=show_progress) as bar:
+        for batch in loader:
+            parts = step_fn(batch)
+            optimizer.zero_grad(set_to_none=True)
+            parts["loss"].backward()
+            optimizer.step()
+            scheduler.step()
+            n = len(batch[0]) if isinstance(batch, (tuple, list)) else len(next(iter(batch.values())))
+            seen += n
+            for k, v in parts.items():
+                sums[k] += float(v.detach()) * n
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}", refresh=False)
+    seconds = time.perf_counter() - started
+    out = {k: v / max(seen, 1) for k, v in sums.items()}
+    out.update(samples=float(seen), seconds=seconds, samples_per_s=seen / max(seconds, 1e-9))
+    return out
+
+
+@torch.inference_mode()
+def evaluate(
+    model: SectionedModel, images: ImageSet, device: torch.device, batch_size: int = 500
+) -> dict[str, float]:
+    """Top-1 (and top-5 when there are more than 10 classes) accuracy on un-augmented images."""
+    model.eval()
+    correct1 = correct5 = 0
+    for start in range(0, len(images), batch_size):
+        chunk = images.images[start : start + batch_size]
+        x = to_unit_float(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))).to(device))
+        y = torch.from_numpy(images.labels[start : start + batch_size]).to(device)
+        logits = model(x)
+        correct1 += int((logits.argmax(1) == y).sum())
+        if logits.shape[1] > 10:
+            top5 = logits.topk(5, dim=1).indices
+            correct5 += int((top5 == y[:, None]).any(1).sum())
+    out = {"accuracy": correct1 / len(images), "samples": len(images)}
+    if model.head[-1].out_features > 10:
+        out["top5"] = correct5 / len(images)
+    return out

@@ -1,0 +1,362 @@
+"""The cache: a Zarr v3 group of teacher boundaries, logits and labels, keyed by (sample, view).
+
+The format is specified in ``docs/cache-format.md``. In short: rows are view-major (row r is sample
+``r % samples`` under view ``r // samples``); every array is chunked along the row axis only, all with the
+same rows per chunk; a *unit* (one chunk, or one shard when sharding is on) is the unit of writing; and a unit
+counts as written only once its record in ``progress/units`` exists, which is written after its data, with a
+CRC-32 of every array's bytes in the unit.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.codecs.numcodecs as znc
+from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.core.sync import sync
+
+from litcache.config import StoreConfig
+from litcache.errors import CacheError
+
+FORMAT = "litcache-cache"
+FORMAT_VERSION = 1
+PROGRESS = "progress/units"
+STATS = "progress/stats"
+STAT_FIELDS = ("sum", "sum_sq", "abs_max")  # per boundary and unit, in float64
+
+
+def boundary_name(k: int) -> str:
+    return f"boundary/{k}"
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One row-indexed array of the cache: per-row shape and dtype."""
+
+    name: str
+    row_shape: tuple[int, ...]
+    dtype: str
+    lossy_ok: bool = False  # lossy filters (bit rounding) may apply
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.row_shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+def rows_per_chunk(specs: Sequence[ArraySpec], chunk_mb: float, rows: int) -> int:
+    """Rows per chunk so the widest array's chunk is about ``chunk_mb`` decoded."""
+    widest = max(s.row_bytes for s in specs)
+    return max(1, min(rows, int(chunk_mb * 2**20 // widest)))
+
+
+def build_codecs(cfg: StoreConfig, spec: ArraySpec) -> dict[str, Any]:
+    """zarr ``compressors=`` and ``filters=`` for one array under the store settings."""
+    compressors: Any
+    if cfg.codec == "zstd":
+        compressors = ZstdCodec(level=cfg.level)
+    elif cfg.codec == "blosc-zstd":
+        compressors = BloscCodec(cname="zstd", clevel=cfg.level, shuffle="shuffle")
+    elif cfg.codec == "blosc-lz4":
+        compressors = BloscCodec(cname="lz4", clevel=cfg.level, shuffle="shuffle")
+    else:
+        compressors = None
+    filters: list[Any] = []
+    if cfg.bitround_keepbits and spec.lossy_ok:
+        filters.append(znc.BitRound(keepbits=cfg.bitround_keepbits))
+    return {"compressors": compressors, "filters": filters or None}
+
+
+def crc32(x: np.ndarray) -> int:
+    return zlib.crc32(memoryview(np.ascontiguousarray(x)).cast("B")) & 0xFFFFFFFF
+
+
+def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    import fsspec
+
+    return fsspec.core.url_to_fs(url, **(_opts(url, storage_options) or {}))
+
+
+def _is_cache(url: str, storage_options: Mapping[str, Any] | None) -> bool:
+    try:
+        group = zarr.open_group(url, mode="r", storage_options=_opts(url, storage_options))
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return False
+    return group.attrs.get("litcache", {}).get("format") == FORMAT
+
+
+def _opts(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(storage_options) if storage_options and "://" in url else None
+
+
+class Cache:
+    """An open cache: manifest, arrays and the progress record."""
+
+    def __init__(self, group: zarr.Group, url: str) -> None:
+        self.group = group
+        self.url = url
+        manifest = dict(group.attrs.get("litcache", {}))
+        if manifest.get("format") != FORMAT:
+            raise CacheError(f"{url} is a Zarr group but not a litcache cache (no 'litcache' manifest)")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise CacheError(
+                f"{url} has cache format version {manifest.get('format_version')}; this litcache reads "
+                f"version {FORMAT_VERSION}: re-extract it with this version"
+            )
+        self.manifest: dict[str, Any] = manifest
+
+    # -- layout -----------------------------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return int(self.manifest["rows"])
+
+    @property
+    def samples(self) -> int:
+        return int(self.manifest["data"]["samples"])
+
+    @property
+    def views(self) -> int:
+        return int(self.manifest["views"])
+
+    @property
+    def num_sections(self) -> int:
+        return len(self.manifest["teacher"]["sections"])
+
+    @property
+    def rows_per_chunk(self) -> int:
+        return int(self.manifest["rows_per_chunk"])
+
+    @property
+    def rows_per_unit(self) -> int:
+        return int(self.manifest["rows_per_unit"])
+
+    @property
+    def num_units(self) -> int:
+        return math.ceil(self.rows / self.rows_per_unit)
+
+    def unit_rows(self, unit: int) -> tuple[int, int]:
+        start = unit * self.rows_per_unit
+        return start, min(start + self.rows_per_unit, self.rows)
+
+    def chunk_ranges(self, rows: range | None = None) -> list[tuple[int, int]]:
+        """Whole-chunk row ranges covering ``rows`` (default: all rows); ragged at the range's ends."""
+        rows = rows if rows is not None else range(self.rows)
+        step = self.rows_per_chunk
+        first = rows.start // step * step
+        return [
+            (max(s, rows.start), min(s + step, rows.stop))
+            for s in range(first, rows.stop, step)
+            if s < rows.stop
+        ]
+
+    def boundary_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of b0..bS (b0 is recomputed from ``input`` by the cached stem)."""
+        return [tuple(s) for s in self.manifest["teacher"]["boundary_shapes"]]
+
+    def array(self, name: str) -> zarr.Array:
+        try:
+            return self.group[name]  # type: ignore[return-value]
+        except KeyError as exc:
+            raise CacheError(f"cache {self.url} lacks array {name!r}; it is corrupt or incomplete") from exc
+
+    def read(self, names: Iterable[str], start: int, stop: int) -> dict[str, np.ndarray]:
+        return {n: self.array(n)[start:stop] for n in names}
+
+    # -- progress ---------------------------------------------------------------------------------------
+    def data_arrays(self) -> list[str]:
+        return list(self.manifest["progress_arrays"])
+
+    def done_units(self) -> np.ndarray:
+        """Boolean mask over units: which are written and vouched for by their progress record."""
+        return self.array(PROGRESS)[:, 0] == 1
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done_units().all())
+
+    def require_complete(self) -> None:
+        done = self.done_units()
+        if not done.all():
+            raise CacheError(
+                f"cache {self.url} is incomplete: {int(done.sum())} of {len(done)} units written; "
+                "finish it with `litcache extract ... --resume`"
+            )
+
+    def verify(self, units: Iterable[int] | None = None) -> list[str]:
+        """Re-read units and compare CRC-32s with the progress record; returns the problems found."""
+        record = self.array(PROGRESS)[:]
+        names = self.data_arrays()
+        problems = []
+        for u in units if units is not None else range(self.num_units):
+            if record[u, 0] != 1:
+                problems.append(f"unit {u}: not written")
+                continue
+            s, e = self.unit_rows(u)
+            for j, name in enumerate(names):
+                if crc32(self.array(name)[s:e]) != record[u, 1 + j]:
+                    problems.append(f"unit {u} (rows {s}..{e - 1}): {name} does not match its checksum")
+        return problems
+
+    def boundary_stats(self) -> list[dict[str, float]]:
+        """Mean, std and max |x| of each stored boundary over the units written so far."""
+        stats = self.array(STATS)[:]  # (units, S, 3)
+        done = self.done_units()
+        out = []
+        for k in range(stats.shape[1]):
+            shape = self.boundary_shapes()[k + 1]
+            n = float(sum(e - s for s, e in map(self.unit_rows, np.flatnonzero(done)))) * math.prod(shape)
+            total, total_sq = stats[done, k, 0].sum(), stats[done, k, 1].sum()
+            mean = total / n if n else 0.0
+            var = max(total_sq / n - mean * mean, 0.0) if n else 0.0
+            absmax = float(stats[done, k, 2].max()) if done.any() else 0.0
+            out.append({"mean": float(mean), "std": math.sqrt(var), "abs_max": absmax})
+        return out
+
+
+class CacheWriter(Cache):
+    """A cache opened for writing units."""
+
+    def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray]) -> int:
+        """Write one whole unit of every data array, then its progress record. Returns stored bytes."""
+        s, e = self.unit_rows(unit)
+        names = self.data_arrays()
+        missing = set(names) - set(arrays)
+        if missing:
+            raise CacheError(f"unit {unit}: no data for {sorted(missing)}")
+        record = np.zeros(1 + len(names), dtype=np.uint32)
+        stats = np.zeros((self.num_sections, len(STAT_FIELDS)), dtype=np.float64)
+        for j, name in enumerate(names):
+            x = arrays[name]
+            if len(x) != e - s:
+                raise CacheError(f"unit {unit}: {name} has {len(x)} rows, expected {e - s}")
+            self.array(name)[s:e] = x
+            record[1 + j] = crc32(x)
+            if name.startswith("boundary/"):
+                k = int(name.split("/")[1]) - 1
+                x64 = x.astype(np.float64)
+                stats[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())
+        self.array(STATS)[unit] = stats
+        record[0] = 1
+        self.array(PROGRESS)[unit] = record  # last: the record vouches for data that is already stored
+        return self.stored_bytes_of_unit(unit)
+
+    def stored_bytes_of_unit(self, unit: int) -> int:
+        total = 0
+        for name in self.data_arrays():
+            arr = self.array(name)
+            unit_chunk = (unit * self.rows_per_unit) // arr.shards[0] if arr.shards else unit
+            key = arr.metadata.encode_chunk_key((unit_chunk,) + (0,) * (arr.ndim - 1))
+            try:
+                total += sync(arr.store.getsize(f"{arr.path}/{key}"))
+            except FileNotFoundError:  # an all-fill chunk is not stored at all
+                pass
+        return total
+
+    def finish(self) -> dict[str, Any]:
+        """Mark the manifest complete (after every unit is) and record boundary statistics."""
+        self.require_complete()
+        manifest = dict(self.manifest)
+        manifest["complete"] = True
+        manifest["boundary_stats"] = self.boundary_stats()
+        self.group.attrs["litcache"] = manifest
+        self.manifest = manifest
+        return manifest
+
+
+def create_cache(
+    url: str,
+    manifest: dict[str, Any],
+    specs: Sequence[ArraySpec],
+    cfg: StoreConfig,
+    small: Mapping[str, np.ndarray],
+    storage_options: Mapping[str, Any] | None = None,
+) -> CacheWriter:
+    """Create an empty cache at ``url`` with the row arrays ``specs`` and small arrays ``small``."""
+    rows = int(manifest["rows"])
+    chunk = rows_per_chunk(specs, cfg.chunk_mb, rows)
+    unit = chunk * cfg.shard_chunks if cfg.shard_chunks else chunk
+    manifest = {
+        **manifest,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rows_per_chunk": chunk,
+        "rows_per_unit": unit,
+        "progress_arrays": [s.name for s in specs],
+        "arrays": {s.name: {"row_shape": list(s.row_shape), "dtype": s.dtype} for s in specs},
+        "complete": False,
+    }
+    group = zarr.open_group(url, mode="w", storage_options=_opts(url, storage_options))
+    for spec in specs:
+        group.create_array(
+            spec.name,
+            shape=(rows, *spec.row_shape),
+            chunks=(chunk, *spec.row_shape),
+            shards=(unit, *spec.row_shape) if cfg.shard_chunks else None,
+            dtype=spec.dtype,
+            fill_value=0,
+            dimension_names=("row",) + tuple(f"d{i}" for i in range(1, len(spec.row_shape) + 1)),
+            **build_codecs(cfg, spec),
+        )
+    units = math.ceil(rows / unit)
+    group.create_array(
+        PROGRESS,
+        shape=(units, 1 + len(specs)),
+        chunks=(1, 1 + len(specs)),
+        dtype="uint32",
+        fill_value=0,
+        config={"write_empty_chunks": True},
+    )
+    n_bounds = sum(s.name.startswith("boundary/") for s in specs)
+    group.create_array(
+        STATS,
+        shape=(units, n_bounds, len(STAT_FIELDS)),
+        chunks=(1, n_bounds, len(STAT_FIELDS)),
+        dtype="float64",
+        fill_value=0.0,
+        config={"write_empty_chunks": True},
+    )
+    for name, value in small.items():
+        arr = group.create_array(name, shape=value.shape, dtype=value.dtype, compressors=ZstdCodec(level=3))
+        arr[...] = value
+    group.attrs["litcache"] = manifest  # last: a group without a manifest is not a cache
+    return CacheWriter(group, url)
+
+
+def open_cache(url: str, storage_options: Mapping[str, Any] | None = None, writable: bool = False) -> Cache:
+    """Open an existing cache (read-only unless ``writable``)."""
+    try:
+        group = zarr.open_group(
+            url, mode="r+" if writable else "r", storage_options=_opts(url, storage_options)
+        )
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
+        raise CacheError(f"no cache at {url}: run `litcache extract ... -o {url}` first") from exc
+    return (CacheWriter if writable else Cache)(group, url)
+
+
+def prepare_output(
+    url: str, resume: bool, overwrite: bool, storage_options: Mapping[str, Any] | None
+) -> bool:
+    """Decide what to do with an existing output; returns True when an existing cache is resumed."""
+    if resume and overwrite:
+        raise CacheError("--resume and --overwrite contradict each other: choose one")
+    fs, path = _fs(url, storage_options)
+    if not fs.exists(path) or (fs.isdir(path) and not fs.ls(path)):
+        return False
+    if not _is_cache(url, storage_options):
+        raise CacheError(
+            f"{url} exists and is not a litcache cache; litcache never overwrites it: choose another output path"
+        )
+    if resume:
+        return True
+    if overwrite:
+        fs.rm(path, recursive=True)
+        return False
+    raise CacheError(
+        f"{url} already exists; pass --resume to continue an interrupted extraction into it, "
+        "or --overwrite to delete it and start again"
+    )

@@ -1,0 +1,102 @@
+"""What a cache holds: the summary behind ``litcache inspect``, and per-channel statistics with dask."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from litcache.store import Cache
+
+
+def summarize(cache: Cache) -> dict[str, Any]:
+    """A JSON-ready summary: format, completeness, sizes, teacher, and every array's bytes."""
+    m = cache.manifest
+    done = cache.done_units()
+    arrays: dict[str, Any] = {}
+    for name, arr in sorted(_all_arrays(cache)):
+        arrays[name] = {
+            "shape": list(arr.shape),
+            "dtype": str(arr.dtype),
+            "chunks": list(arr.chunks),
+            "stored_bytes": int(arr.nbytes_stored()),
+            "raw_fp32_bytes": int(np.prod(arr.shape, dtype=np.int64)) * 4,
+        }
+    data_names = cache.data_arrays()
+    stored = sum(arrays[n]["stored_bytes"] for n in data_names)
+    bounds = [n for n in data_names if n.startswith("boundary/")]
+    elements = sum(int(np.prod(arrays[n]["shape"], dtype=np.int64)) for n in bounds)
+    return {
+        "url": cache.url,
+        "format_version": m["format_version"],
+        "litcache_version": m.get("litcache_version"),
+        "complete": bool(done.all()),
+        "units_written": int(done.sum()),
+        "units_total": int(len(done)),
+        "rows": cache.rows,
+        "samples": cache.samples,
+        "views": cache.views,
+        "seed": m["seed"],
+        "teacher": {k: m["teacher"][k] for k in ("arch", "fingerprint", "num_classes", "sections")},
+        "data": {k: m["data"][k] for k in ("identity", "samples", "fingerprint")},
+        "transform": m["transform"],
+        "store": m["store"],
+        "boundary_shapes": m["teacher"]["boundary_shapes"],
+        "boundary_stats": cache.boundary_stats(),
+        "stored_bytes": stored,
+        "boundary_bytes_per_element": sum(arrays[n]["stored_bytes"] for n in bounds) / max(elements, 1),
+        "arrays": arrays,
+    }
+
+
+def _all_arrays(cache: Cache) -> list[tuple[str, Any]]:
+    import zarr
+
+    return [
+        (path, node) for path, node in cache.group.members(max_depth=None) if isinstance(node, zarr.Array)
+    ]
+
+
+def channel_stats(cache: Cache, scheduler: str = "threads") -> dict[str, dict[str, list[float]]]:
+    """Per-channel mean, std, min and max of every boundary over the whole cache, computed with dask."""
+    import dask
+    import dask.array as da
+
+    out = {}
+    for name in cache.data_arrays():
+        if not name.startswith("boundary/"):
+            continue
+        arr = cache.array(name)
+        x = da.from_zarr(arr, chunks=arr.chunks).astype(np.float64)
+        axes = (0, *range(2, x.ndim))
+        mean, std, lo, hi = dask.compute(
+            x.mean(axis=axes), x.std(axis=axes), x.min(axis=axes), x.max(axis=axes), scheduler=scheduler
+        )
+        out[name] = {"mean": mean.tolist(), "std": std.tolist(), "min": lo.tolist(), "max": hi.tolist()}
+    return out
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The summary as text a person reads."""
+    mb = 1e6
+    lines = [
+        f"cache      {s['url']}",
+        f"format     v{s['format_version']} (litcache {s['litcache_version']})",
+        f"status     {'complete' if s['complete'] else 'INCOMPLETE'} ({s['units_written']}/{s['units_total']} units)",
+        f"rows       {s['rows']} = {s['samples']} samples x {s['views']} views (seed {s['seed']})",
+        f"teacher    {s['teacher']['arch']} ({s['teacher']['num_classes']} classes) {s['teacher']['fingerprint'][:23]}…",
+        f"data       {s['data']['identity'][:90]}",
+        f"store      {s['store']['dtype']} {s['store']['codec']} level {s['store']['level']}, "
+        f"{s['stored_bytes'] / mb:.1f} MB, {s['boundary_bytes_per_element']:.3f} bytes per boundary element",
+        "",
+        f"{'array':<28} {'shape':<24} {'dtype':<8} {'stored MB':>10} {'fp32 MB':>10}",
+    ]
+    for name, a in s["arrays"].items():
+        lines.append(
+            f"{name:<28} {str(tuple(a['shape'])):<24} {a['dtype']:<8} "
+            f"{a['stored_bytes'] / mb:>10.2f} {a['raw_fp32_bytes'] / mb:>10.2f}"
+        )
+    lines.append("")
+    for k, st in enumerate(s["boundary_stats"], start=1):
+        lines.append(f"boundary {k}: mean {st['mean']:.4f} std {st['std']:.4f} max|x| {st['abs_max']:.4f}")
+    return "\n".join(lines)

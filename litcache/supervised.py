@@ -1,0 +1,102 @@
+"""Plain supervised training of a teacher (the standard CIFAR recipe), for users without a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from litcache.checkpoint import save_model
+from litcache.config import DataConfig, PipelineConfig, save_resolved
+from litcache.data import ImageSet, load_images, make_views, to_unit_float
+from litcache.extract import resolve_device
+from litcache.loop import evaluate, train_one_epoch
+from litcache.models import build_model
+from litcache.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
+
+
+def augmented_batches(
+    images: ImageSet, cfg: DataConfig, seed: int, epoch: int, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffled batches of epoch ``epoch``, each sample under the augmented view ``epoch + 1``."""
+    order = np.random.default_rng([seed, epoch]).permutation(len(images))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x = make_views(images, cfg, seed, idx, np.full(len(idx), epoch + 1))
+        yield x, torch.from_numpy(images.labels[idx])
+
+
+def train_teacher(
+    cfg: PipelineConfig,
+    out: str | Path,
+    *,
+    epochs: int | None = None,
+    limit: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg.teacher.arch`` on the training split; save the checkpoint at ``out``.
+
+    Writes ``<out>.config.yaml`` (the resolved config) and ``<out>.metrics.jsonl`` beside it.
+    """
+    tc = cfg.teacher
+    epochs = epochs or tc.epochs
+    torch.manual_seed(tc.seed)
+    device = resolve_device(cfg.train.device)
+    images = load_images(cfg.data, "train", limit)
+    model = build_model(tc.arch, images.num_classes, cfg.data.mean, cfg.data.std).to(device)
+    optimizer = build_optimizer(model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
+    steps_per_epoch = -(-len(images) // tc.batch_size)
+    scheduler = build_scheduler(optimizer, tc.schedule, epochs * steps_per_epoch)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
+    metrics_path = out.with_name(out.name + ".metrics.jsonl")
+    metrics_path.write_text("")
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = batch
+        logits = model(to_unit_float(x.to(device)))
+        return {"loss": F.cross_entropy(logits, y.to(device))}
+
+    record: dict[str, Any] = {}
+    for epoch in range(epochs):
+        model.train()
+        batches = augmented_batches(images, cfg.data, tc.seed, epoch, tc.batch_size)
+        record = {
+            "epoch": epoch,
+            **train_one_epoch(
+                step,
+                optimizer,
+                scheduler,
+                batches,
+                total=steps_per_epoch,
+                desc=f"teacher {epoch + 1}/{epochs}",
+                show_progress=show_progress,
+            ),
+        }
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        log.info("teacher epoch %d: loss %.4f", epoch, record["loss"])
+    save_model(model, out, epochs=epochs, samples=len(images), data=images.identity)
+    return record
+
+
+def evaluate_checkpoint(
+    model_path: str | Path, data: DataConfig, limit: int | None = None, device: str = "auto"
+) -> dict[str, Any]:
+    """Test-split accuracy of any litcache checkpoint (teacher or student)."""
+    from litcache.checkpoint import load_model
+
+    model, meta = load_model(model_path)
+    dev = resolve_device(device)
+    images = load_images(data, "test", limit)
+    result = evaluate(model.to(dev), images, dev)
+    return {**result, "arch": model.arch, "data": images.identity}
