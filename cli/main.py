@@ -72,9 +72,7 @@ def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(fn)
 
 
-def resolve(
-    pipeline: str, overrides: tuple[str, ...], data: str | None = None, **extra: Any
-) -> PipelineConfig:
+def resolve(pipeline: str, overrides: tuple[str, ...], data: str | None = None, **extra: Any) -> PipelineConfig:
     """Defaults < pipeline file < --set < the command's own flags (--data, --views, ...)."""
     items = list(overrides)
     if data is not None:
@@ -202,9 +200,7 @@ def extract_cmd(
         max_units=max_units,
         show_progress=not quiet,
     )
-    state = (
-        "complete" if s["complete"] else f"INCOMPLETE ({s['units_total']} units in all; --resume continues)"
-    )
+    state = "complete" if s["complete"] else f"INCOMPLETE ({s['units_total']} units in all; --resume continues)"
     ratio = s["raw_bytes"] / max(s["stored_bytes"], 1)
     click.echo(
         f"{output}: {s['units_written']} units written in {s['seconds']:.1f}s, "
@@ -254,9 +250,7 @@ def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool) -> None:
 
 
 @main.command("evaluate")
-@click.option(
-    "--model", "-m", "model_path", required=True, metavar="CKPT", help="Teacher or student checkpoint."
-)
+@click.option("--model", "-m", "model_path", required=True, metavar="CKPT", help="Teacher or student checkpoint.")
 @data_option
 @pipeline_options
 @limit_option

@@ -64,9 +64,7 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"teacher.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"teacher.batch_size must be >= 1, got {self.batch_size}")
-        _check(
-            self.schedule in SCHEDULES, f"teacher.schedule must be one of {SCHEDULES}, got {self.schedule!r}"
-        )
+        _check(self.schedule in SCHEDULES, f"teacher.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
 @dataclass(frozen=True)
@@ -142,9 +140,7 @@ class TrainConfig:
         _check(0.0 <= self.beta <= 1.0, f"train.beta must be in [0, 1], got {self.beta}")
         _check(0.0 <= self.alpha <= 1.0, f"train.alpha must be in [0, 1], got {self.alpha}")
         _check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
-        _check(
-            self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}"
-        )
+        _check(self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
 
 @dataclass(frozen=True)

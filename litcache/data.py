@@ -137,9 +137,7 @@ def load_images(cfg: DataConfig, split: str = "train", limit: int | None = None)
         cls_name, num_classes = TORCHVISION_SETS[name]
         root = Path(cfg.root).expanduser()
         try:
-            ds = getattr(torchvision.datasets, cls_name)(
-                str(root), train=split == "train", download=cfg.download
-            )
+            ds = getattr(torchvision.datasets, cls_name)(str(root), train=split == "train", download=cfg.download)
         except RuntimeError as exc:
             raise DataError(
                 f"{cls_name} not found under {root} ({exc}); set data.download=true or point --data at "
@@ -195,9 +193,7 @@ def view_params(
     return dy, dx, flip
 
 
-def make_views(
-    images: ImageSet, cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray
-) -> torch.Tensor:
+def make_views(images: ImageSet, cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray) -> torch.Tensor:
     """The augmented inputs of rows (samples[j], views[j]) as a uint8 tensor (B, C, H, W)."""
     samples = np.asarray(samples, dtype=np.int64)
     views = np.asarray(views, dtype=np.int64)

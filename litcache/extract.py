@@ -55,9 +55,7 @@ def teacher_parts(model: SectionedModel) -> dict[str, np.ndarray]:
     return parts
 
 
-def array_specs(
-    images: ImageSet, shapes: list[tuple[int, ...]], num_classes: int, dtype: str
-) -> list[ArraySpec]:
+def array_specs(images: ImageSet, shapes: list[tuple[int, ...]], num_classes: int, dtype: str) -> list[ArraySpec]:
     specs = [
         ArraySpec("rows/sample", (), "int32"),
         ArraySpec("rows/view", (), "int32"),
@@ -177,9 +175,7 @@ def _teacher_rows(
         for k, t in enumerate(cast, start=1):
             if not torch.isfinite(t).all():
                 peak = b[k].abs().max().item()
-                raise CacheError(
-                    f"boundary {k} does not fit {dtype} (max |x| = {peak:.4g}); set store.dtype=float32"
-                )
+                raise CacheError(f"boundary {k} does not fit {dtype} (max |x| = {peak:.4g}); set store.dtype=float32")
         bounds.append([t.cpu() for t in cast])
         logits.append(out.float().cpu())
     return [torch.cat(parts) for parts in zip(*bounds, strict=True)], torch.cat(logits)

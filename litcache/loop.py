@@ -54,9 +54,7 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(
-    model: SectionedModel, images: ImageSet, device: torch.device, batch_size: int = 500
-) -> dict[str, float]:
+def evaluate(model: SectionedModel, images: ImageSet, device: torch.device, batch_size: int = 500) -> dict[str, float]:
     """Top-1 (and top-5 when there are more than 10 classes) accuracy on un-augmented images."""
     model.eval()
     correct1 = correct5 = 0

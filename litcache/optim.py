@@ -12,9 +12,7 @@ def build_optimizer(
     params: Iterable[torch.nn.Parameter], lr: float, momentum: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum, the CIFAR ResNet recipe."""
-    return torch.optim.SGD(
-        list(params), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
-    )
+    return torch.optim.SGD(list(params), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
 
 
 def build_scheduler(

@@ -10,9 +10,7 @@ from tqdm.auto import tqdm
 
 
 @contextmanager
-def progress_bar(
-    total: int, desc: str, unit: str = "it", enabled: bool = True, **kwargs: Any
-) -> Iterator[tqdm]:
+def progress_bar(total: int, desc: str, unit: str = "it", enabled: bool = True, **kwargs: Any) -> Iterator[tqdm]:
     """A tqdm bar that is always closed; ``enabled=False`` gives a bar that draws nothing."""
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True, **kwargs)
     try:

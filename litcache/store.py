@@ -148,11 +148,7 @@ class Cache:
         rows = rows if rows is not None else range(self.rows)
         step = self.rows_per_chunk
         first = rows.start // step * step
-        return [
-            (max(s, rows.start), min(s + step, rows.stop))
-            for s in range(first, rows.stop, step)
-            if s < rows.stop
-        ]
+        return [(max(s, rows.start), min(s + step, rows.stop)) for s in range(first, rows.stop, step) if s < rows.stop]
 
     def boundary_shapes(self) -> list[tuple[int, ...]]:
         """Shapes of b0..bS (b0 is recomputed from ``input`` by the cached stem)."""
@@ -330,17 +326,13 @@ def create_cache(
 def open_cache(url: str, storage_options: Mapping[str, Any] | None = None, writable: bool = False) -> Cache:
     """Open an existing cache (read-only unless ``writable``)."""
     try:
-        group = zarr.open_group(
-            url, mode="r+" if writable else "r", storage_options=_opts(url, storage_options)
-        )
+        group = zarr.open_group(url, mode="r+" if writable else "r", storage_options=_opts(url, storage_options))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
         raise CacheError(f"no cache at {url}: run `litcache extract ... -o {url}` first") from exc
     return (CacheWriter if writable else Cache)(group, url)
 
 
-def prepare_output(
-    url: str, resume: bool, overwrite: bool, storage_options: Mapping[str, Any] | None
-) -> bool:
+def prepare_output(url: str, resume: bool, overwrite: bool, storage_options: Mapping[str, Any] | None) -> bool:
     """Decide what to do with an existing output; returns True when an existing cache is resumed."""
     if resume and overwrite:
         raise CacheError("--resume and --overwrite contradict each other: choose one")

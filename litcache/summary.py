@@ -52,9 +52,7 @@ def summarize(cache: Cache) -> dict[str, Any]:
 def _all_arrays(cache: Cache) -> list[tuple[str, Any]]:
     import zarr
 
-    return [
-        (path, node) for path, node in cache.group.members(max_depth=None) if isinstance(node, zarr.Array)
-    ]
+    return [(path, node) for path, node in cache.group.members(max_depth=None) if isinstance(node, zarr.Array)]
 
 
 def channel_stats(cache: Cache, scheduler: str = "threads") -> dict[str, dict[str, list[float]]]:
