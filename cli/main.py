@@ -249,6 +249,140 @@ def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool) -> None:
         sys.exit(1)
 
 
+@main.command("train-sections")
+@pipeline_options
+@click.option("--cache", "-c", "cache_url", required=True, metavar="CACHE", help="Cache written by `extract`.")
+@click.option("--output", "-o", required=True, metavar="DIR", help="Folder for section checkpoints and metrics.")
+@click.option("--student", default=None, metavar="ARCH", help="Student architecture (default: train.student).")
+@click.option(
+    "--section",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Train only section K (run several processes side by side); default: all in one pass.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override train.epochs.")
+@click.option("--resume", is_flag=True, help="Continue from the last epoch checkpoint in DIR.")
+@click.option(
+    "--teacher",
+    "-t",
+    default=None,
+    metavar="CKPT",
+    help="Online LIT baseline: compute targets with this teacher in memory instead of the cache.",
+)
+@quiet_option
+@_handle_errors
+def train_sections_cmd(
+    pipeline: str,
+    overrides: tuple[str, ...],
+    cache_url: str,
+    output: str,
+    student: str | None,
+    section: int | None,
+    epochs: int | None,
+    resume: bool,
+    teacher: str | None,
+    quiet: bool,
+) -> None:
+    """Train student sections from the cache with the IR loss (the teacher is not loaded).
+
+    \b
+    Examples:
+      litcache train-sections -p tiny -c runs/cache.zarr -o runs/sections
+      litcache train-sections -p tiny -c runs/cache.zarr -o runs/sections --section 2   # one of several GPUs
+      litcache train-sections -p tiny -c runs/cache.zarr -o runs/sections --set train.beta=0.75  # LIT combined
+    """
+    from litcache.train import train_sections
+
+    cfg = resolve(pipeline, overrides)
+    records = train_sections(
+        cfg,
+        cache_url,
+        output,
+        student_arch=student,
+        section=section,
+        epochs=epochs,
+        resume=resume,
+        teacher_path=teacher,
+        show_progress=not quiet,
+    )
+    if records:
+        last = records[-1]
+        parts = " ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith(("ir/", "kd")))
+        click.echo(f"{output}: epoch {last['epoch'] + 1} loss {last['loss']:.4f} {parts}")
+    else:
+        click.echo(f"{output}: nothing to do (all epochs already trained)")
+
+
+@main.command("kd")
+@pipeline_options
+@click.option("--cache", "-c", "cache_url", required=True, metavar="CACHE", help="Cache written by `extract`.")
+@click.option(
+    "--student-sections",
+    "-s",
+    "sections_dir",
+    default=None,
+    metavar="DIR",
+    help="Folder written by `train-sections` (the LIT student to finish).",
+)
+@click.option("--output", "-o", required=True, metavar="STUDENT", help="Standalone student checkpoint to write.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override kd.epochs.")
+@click.option("--from-scratch", is_flag=True, help="Baseline: KD only, from a freshly initialised student.")
+@click.option("--labels-only", is_flag=True, help="Baseline: from scratch on the labels (implies --from-scratch).")
+@click.option("--student", default=None, metavar="ARCH", help="Student architecture for the baselines.")
+@click.option(
+    "--teacher",
+    "-t",
+    default=None,
+    metavar="CKPT",
+    help="Online baseline: teacher logits computed in memory instead of read from the cache.",
+)
+@click.option("--resume", is_flag=True, help="Continue from the last epoch checkpoint.")
+@quiet_option
+@_handle_errors
+def kd_cmd(
+    pipeline: str,
+    overrides: tuple[str, ...],
+    cache_url: str,
+    sections_dir: str | None,
+    output: str,
+    epochs: int | None,
+    from_scratch: bool,
+    labels_only: bool,
+    student: str | None,
+    teacher: str | None,
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """A short KD pass of the assembled student on the cached inputs and logits (teacher not loaded).
+
+    \b
+    Examples:
+      litcache kd -p tiny -c runs/cache.zarr -s runs/sections -o runs/student.pt
+      litcache kd -p tiny -c runs/cache.zarr --from-scratch -o runs/kd-only.pt       # KD-only baseline
+      litcache kd -p tiny -c runs/cache.zarr --labels-only -o runs/scratch.pt        # from-scratch baseline
+    """
+    from litcache.train import train_end_to_end
+
+    if (sections_dir is None) == (not (from_scratch or labels_only)):
+        raise click.UsageError("pass --student-sections DIR, or --from-scratch / --labels-only for a baseline")
+    cfg = resolve(pipeline, overrides)
+    records = train_end_to_end(
+        cfg,
+        cache_url,
+        output,
+        sections_dir=sections_dir,
+        student_arch=student,
+        labels_only=labels_only,
+        epochs=epochs,
+        teacher_path=teacher,
+        resume=resume,
+        show_progress=not quiet,
+    )
+    loss = f" (last epoch loss {records[-1]['loss']:.4f})" if records else ""
+    click.echo(f"student -> {output}{loss}")
+
+
 @main.command("evaluate")
 @click.option("--model", "-m", "model_path", required=True, metavar="CKPT", help="Teacher or student checkpoint.")
 @data_option

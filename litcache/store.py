@@ -9,6 +9,7 @@ CRC-32 of every array's bytes in the unit.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -247,10 +248,8 @@ class CacheWriter(Cache):
             arr = self.array(name)
             unit_chunk = (unit * self.rows_per_unit) // arr.shards[0] if arr.shards else unit
             key = arr.metadata.encode_chunk_key((unit_chunk,) + (0,) * (arr.ndim - 1))
-            try:
+            with contextlib.suppress(FileNotFoundError):  # an all-fill chunk is not stored at all
                 total += sync(arr.store.getsize(f"{arr.path}/{key}"))
-            except FileNotFoundError:  # an all-fill chunk is not stored at all
-                pass
         return total
 
     def finish(self) -> dict[str, Any]:

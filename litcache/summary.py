@@ -82,7 +82,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"format     v{s['format_version']} (litcache {s['litcache_version']})",
         f"status     {'complete' if s['complete'] else 'INCOMPLETE'} ({s['units_written']}/{s['units_total']} units)",
         f"rows       {s['rows']} = {s['samples']} samples x {s['views']} views (seed {s['seed']})",
-        f"teacher    {s['teacher']['arch']} ({s['teacher']['num_classes']} classes) {s['teacher']['fingerprint'][:23]}…",
+        f"teacher    {s['teacher']['arch']} ({s['teacher']['num_classes']} classes) "
+        f"{s['teacher']['fingerprint'][:23]}…",
         f"data       {s['data']['identity'][:90]}",
         f"store      {s['store']['dtype']} {s['store']['codec']} level {s['store']['level']}, "
         f"{s['stored_bytes'] / mb:.1f} MB, {s['boundary_bytes_per_element']:.3f} bytes per boundary element",

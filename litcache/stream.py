@@ -1,0 +1,189 @@
+"""Stage two's reader: a WebDataset pipeline over the cache.
+
+    chunk ranges of view (epoch mod K), shuffled from (seed, epoch)     identical on every rank
+      -> split_by_node -> split_by_worker                              each range read by one worker
+      -> read whole chunks of just the arrays the job needs            numpy, no per-row objects
+      -> seeded shuffle buffer, batching                               (seed, epoch, rank, worker)
+      -> main process: re-batch worker tails, stop after the batch count computed up front
+
+Every rank gets the same number of batches, computed before the epoch from the cache's row count and the
+range order all ranks share, and no row is read twice in an epoch across ranks and workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from litcache.config import StreamConfig
+from litcache.errors import CacheError
+from litcache.store import Cache, open_cache
+
+Batch = dict[str, np.ndarray]
+ROW = "row"  # every batch carries the global row index of each of its rows
+
+
+def epoch_ranges(cache: Cache, epoch: int, seed: int) -> list[tuple[int, int]]:
+    """Whole-chunk row ranges of view ``epoch % views``, in the order every rank shares for (seed, epoch)."""
+    view = epoch % cache.views
+    rows = range(view * cache.samples, (view + 1) * cache.samples)
+    ranges = cache.chunk_ranges(rows)
+    random.Random(f"litcache:{seed}:{epoch}").shuffle(ranges)
+    return ranges
+
+
+def batches_per_rank(ranges: Sequence[tuple[int, int]], world: int, batch_size: int) -> int:
+    """Full batches every rank can deliver: the smallest rank's rows (after split_by_node) // batch size."""
+    rows = [sum(e - s for s, e in ranges[r::world]) for r in range(world)]
+    return min(rows) // batch_size
+
+
+def read_chunks(url: str, names: Sequence[str], storage_options: Mapping[str, Any] | None) -> Callable[..., Any]:
+    """Stage: one read of each array per range (whole chunks); yields one dict of arrays per range."""
+    opened: dict[int, Cache] = {}
+
+    def stage(src: Iterable[dict[str, int]]) -> Iterator[Batch]:
+        pid = os.getpid()  # a zarr group must not cross a fork: open one per process
+        if pid not in opened:
+            opened[pid] = open_cache(url, storage_options)
+        cache = opened[pid]
+        for d in src:
+            s, e = d["start"], d["stop"]
+            out = cache.read(names, s, e)
+            out[ROW] = np.arange(s, e, dtype=np.int64)
+            yield out
+
+    return stage
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
+
+
+def _take(b: Batch, idx: np.ndarray | slice) -> Batch:
+    return {k: v[idx] for k, v in b.items()}
+
+
+def shuffle_batches(bufsize: int, batch_size: int, seed: int, epoch: int) -> Callable[..., Any]:
+    """Stage: fill a buffer of at least ``bufsize`` rows, permute it, emit full batches; the tail at the end.
+
+    The permutation is seeded from (seed, epoch, rank, worker), so a run is reproducible and epochs differ.
+    """
+
+    def stage(src: Iterable[Batch]) -> Iterator[Batch]:
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        rng = np.random.default_rng([seed, epoch, rank, worker])
+        pending: list[Batch] = []
+        held = 0
+        for chunk in itertools.chain(src, [None]):
+            if chunk is not None:
+                pending.append(chunk)
+                held += len(chunk[ROW])
+                if held < bufsize:
+                    continue
+            if not held:
+                return
+            buf = _concat(pending)
+            buf = _take(buf, rng.permutation(held))
+            full = held // batch_size * batch_size
+            for s in range(0, full, batch_size):
+                yield _take(buf, slice(s, s + batch_size))
+            rest = _take(buf, slice(full, held))
+            pending, held = ([rest], held - full) if held > full else ([], 0)
+            if chunk is None and held:
+                yield rest
+
+    return stage
+
+
+def to_tensors(src: Iterable[Batch]) -> Iterator[dict[str, torch.Tensor]]:
+    """Stage: numpy batches -> tensors (zero-copy)."""
+    for b in src:
+        yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in b.items()}
+
+
+def rebatch(batches: Iterable[dict[str, torch.Tensor]], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Pass full batches through; join the short tails of several workers into full batches."""
+    pending: list[dict[str, torch.Tensor]] = []
+    held = 0
+    for b in batches:
+        n = len(b[ROW])
+        if n == batch_size and not pending:
+            yield b
+            continue
+        pending.append(b)
+        held += n
+        while held >= batch_size:
+            joined = {k: torch.cat([p[k] for p in pending]) for k in pending[0]}
+            yield {k: v[:batch_size] for k, v in joined.items()}
+            rest = {k: v[batch_size:] for k, v in joined.items()}
+            held -= batch_size
+            pending = [rest] if held else []
+
+
+class CacheStream:
+    """Batches of chosen cache arrays, epoch by epoch, for one rank.
+
+    ``rank``/``world`` default to what torchrun or ``torch.distributed`` says (``RANK``/``WORLD_SIZE``).
+    """
+
+    def __init__(
+        self,
+        cache: Cache,
+        arrays: Sequence[str],
+        cfg: StreamConfig,
+        *,
+        pin_memory: bool = False,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        missing = [n for n in arrays if n not in cache.data_arrays()]
+        if missing:
+            raise CacheError(f"cache {cache.url} has no arrays {missing}; it holds {cache.data_arrays()}")
+        cache.require_complete()
+        self.cache = cache
+        self.arrays = list(arrays)
+        self.cfg = cfg
+        self.pin_memory = pin_memory
+        self.storage_options = storage_options
+
+    def world(self) -> tuple[int, int]:
+        rank, world, _, _ = wds.utils.pytorch_worker_info()
+        return rank, world
+
+    def num_batches(self, epoch: int) -> int:
+        _, world = self.world()
+        return batches_per_rank(epoch_ranges(self.cache, epoch, self.cfg.seed), world, self.cfg.batch_size)
+
+    def pipeline(self, epoch: int) -> wds.DataPipeline:
+        descriptors = [{"start": s, "stop": e} for s, e in epoch_ranges(self.cache, epoch, self.cfg.seed)]
+        return wds.DataPipeline(
+            lambda: iter(descriptors),
+            wds.split_by_node,
+            wds.split_by_worker,
+            read_chunks(self.cache.url, self.arrays, self.storage_options),
+            shuffle_batches(self.cfg.shuffle_buffer, self.cfg.batch_size, self.cfg.seed, epoch),
+            to_tensors,
+        )
+
+    def epoch(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The batches of ``epoch``: exactly ``num_batches(epoch)`` of them, each ``batch_size`` rows."""
+        nb = self.num_batches(epoch)
+        pipe = self.pipeline(epoch)
+        source: Iterable[dict[str, torch.Tensor]] = pipe
+        if self.cfg.workers > 0:
+            source = torch.utils.data.DataLoader(
+                pipe,
+                batch_size=None,
+                num_workers=self.cfg.workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=False,
+                prefetch_factor=4,
+            )
+        return itertools.islice(rebatch(source, self.cfg.batch_size), nb)
