@@ -383,6 +383,83 @@ def kd_cmd(
     click.echo(f"student -> {output}{loss}")
 
 
+@main.command("run")
+@pipeline_options
+@data_option
+@click.option("--output", "-o", required=True, metavar="DIR", help="Folder for every artifact of the run.")
+@click.option("--teacher", "-t", default=None, metavar="CKPT", help="Use this teacher instead of training one.")
+@limit_option
+@click.option(
+    "--test-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Evaluate on the first N test samples only.",
+)
+@click.option("--baselines", is_flag=True, help="Also train each student from scratch with the same budget.")
+@quiet_option
+@_handle_errors
+def run_cmd(
+    pipeline: str,
+    overrides: tuple[str, ...],
+    data: str | None,
+    output: str,
+    teacher: str | None,
+    limit: int | None,
+    test_limit: int | None,
+    baselines: bool,
+    quiet: bool,
+) -> None:
+    """Run a whole pipeline: teacher, one cache, every student it names (sections + KD), evaluation.
+
+    \b
+    Example (three students from one ResNet-110 teacher cache):
+      litcache run -p cifar10-resnet110-students -d ../shared/data/cifar10 -o runs/students
+    """
+    from litcache.recipe import format_results, run_pipeline
+
+    cfg = resolve(pipeline, overrides, data)
+    results = run_pipeline(
+        cfg, output, teacher=teacher, limit=limit, test_limit=test_limit, baselines=baselines, show_progress=not quiet
+    )
+    click.echo(format_results(results))
+
+
+@main.command("quickstart")
+@data_option
+@click.option(
+    "--output",
+    "-o",
+    default="litcache-quickstart",
+    show_default=True,
+    metavar="DIR",
+    help="Folder for every artifact (with a README of what each file is).",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=100),
+    default=10000,
+    show_default=True,
+    help="Training samples used (the first N of the train split).",
+)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value.")
+@quiet_option
+@_handle_errors
+def quickstart_cmd(data: str | None, output: str, samples: int, overrides: tuple[str, ...], quiet: bool) -> None:
+    """The whole method in minutes on a CPU: teacher, cache, LIT student, scratch baseline, table.
+
+    \b
+    By default CIFAR-10 is downloaded through torchvision (about 170 MB, once). Offline, with local shards:
+      litcache quickstart --data ../shared/data/cifar10
+    """
+    from litcache.recipe import format_results, run_pipeline
+
+    cfg = resolve("quickstart", overrides, data)
+    results = run_pipeline(cfg, output, limit=samples, baselines=True, show_progress=not quiet)
+    click.echo(format_results(results))
+    click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md).")
+
+
 @main.command("evaluate")
 @click.option("--model", "-m", "model_path", required=True, metavar="CKPT", help="Teacher or student checkpoint.")
 @data_option

@@ -169,6 +169,7 @@ class PipelineConfig:
 
     name: str = "default"
     description: str = ""
+    students: tuple[str, ...] = ()  # students `litcache run` trains from one cache; () = (train.student,)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -224,7 +225,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     unknown = sorted(set(data) - set(names))
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys under {prefix or 'the top level'}: "
+            f"unknown config key {prefix + unknown[0]!r}; valid keys under {prefix or 'the top level'}: "
             + ", ".join(names)
         )
     try:

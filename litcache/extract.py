@@ -198,7 +198,7 @@ def extract(
     ``max_units`` stops after writing that many units (a time-boxed job; ``resume=True`` continues).
     Returns a summary: rows and units written, seconds, raw and stored bytes, and whether the cache is complete.
     """
-    resuming = prepare_output(out, resume, overwrite, storage_options)
+    resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
     device = resolve_device(cfg.extract.device)
     teacher, _ = load_model(teacher_path)
     teacher.to(device).eval()
@@ -211,6 +211,8 @@ def extract(
         )
     specs = array_specs(images, shapes, images.num_classes, cfg.store.dtype)
     manifest = build_manifest(cfg, teacher, teacher_path, images, shapes)
+    if overwrite:  # delete only once the teacher and the data have loaded: a typo must not cost a cache
+        resuming = prepare_output(out, resume, overwrite, storage_options)
     if resuming:
         cache = open_cache(out, storage_options, writable=True)
         assert isinstance(cache, CacheWriter)
