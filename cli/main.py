@@ -24,7 +24,10 @@ def _handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except LitcacheError as exc:
-            raise click.ClickException(str(exc)) from exc
+            message = str(exc)
+            if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the error's own text
+                message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
+            raise click.ClickException(message) from exc
 
     return wrapper
 

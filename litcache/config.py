@@ -112,6 +112,7 @@ class StreamConfig:
     shuffle_buffer: int = 2048
     workers: int = 2
     seed: int = 0
+    verify: bool = True  # check whole units against their CRC-32 as they are read
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, f"stream.batch_size must be >= 1, got {self.batch_size}")
@@ -250,7 +251,7 @@ def builtin_pipelines() -> list[str]:
 def read_pipeline_file(name_or_path: str) -> tuple[dict[str, Any], str]:
     """Read a pipeline by built-in name or file path; returns its overrides and where they came from."""
     path = Path(name_or_path).expanduser()
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise ConfigError(f"pipeline file {path} does not exist")
         text, origin = path.read_text(), str(path)

@@ -138,7 +138,7 @@ def load_images(cfg: DataConfig, split: str = "train", limit: int | None = None)
         root = Path(cfg.root).expanduser()
         try:
             ds = getattr(torchvision.datasets, cls_name)(str(root), train=split == "train", download=cfg.download)
-        except RuntimeError as exc:
+        except (RuntimeError, OSError) as exc:  # OSError: the download failed (no network, URLError)
             raise DataError(
                 f"{cls_name} not found under {root} ({exc}); set data.download=true or point --data at "
                 "local WebDataset shards"

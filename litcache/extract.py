@@ -8,6 +8,7 @@ the disk, and at most ``extract.queue_units`` units are ever in flight, so memor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -204,11 +205,12 @@ def extract(
     teacher.to(device).eval()
     images = load_images(cfg.data, "train", limit)
     shapes = probe_boundaries(teacher, images.input_shape)
-    if teacher.head[-1].out_features != images.num_classes:
+    classes = teacher.head[-1].out_features
+    if int(images.labels.max()) >= classes or (cfg.data.num_classes and cfg.data.num_classes != classes):
         raise CompatibilityError(
-            f"teacher {teacher_path} has {teacher.head[-1].out_features} classes, data {images.identity} "
-            f"has {images.num_classes}"
+            f"teacher {teacher_path} has {classes} classes, data {images.identity} has {images.num_classes}"
         )
+    images = dataclasses.replace(images, num_classes=classes)  # a --limit subset may lack the top labels
     specs = array_specs(images, shapes, images.num_classes, cfg.store.dtype)
     manifest = build_manifest(cfg, teacher, teacher_path, images, shapes)
     if overwrite:  # delete only once the teacher and the data have loaded: a typo must not cost a cache

@@ -45,8 +45,13 @@ def batches_per_rank(ranges: Sequence[tuple[int, int]], world: int, batch_size: 
     return min(rows) // batch_size
 
 
-def read_chunks(url: str, names: Sequence[str], storage_options: Mapping[str, Any] | None) -> Callable[..., Any]:
-    """Stage: one read of each array per range (whole chunks); yields one dict of arrays per range."""
+def read_chunks(
+    url: str, names: Sequence[str], storage_options: Mapping[str, Any] | None, verify: bool = True
+) -> Callable[..., Any]:
+    """Stage: one read of each array per range (whole chunks); yields one dict of arrays per range.
+
+    ``verify`` checks every whole unit read against its CRC-32 (about 3 GB/s, small beside decoding).
+    """
     opened: dict[int, Cache] = {}
 
     def stage(src: Iterable[dict[str, int]]) -> Iterator[Batch]:
@@ -57,6 +62,8 @@ def read_chunks(url: str, names: Sequence[str], storage_options: Mapping[str, An
         for d in src:
             s, e = d["start"], d["stop"]
             out = cache.read(names, s, e)
+            if verify:
+                cache.check_unit_read(s, e, out)
             out[ROW] = np.arange(s, e, dtype=np.int64)
             yield out
 
@@ -167,7 +174,7 @@ class CacheStream:
             lambda: iter(descriptors),
             wds.split_by_node,
             wds.split_by_worker,
-            read_chunks(self.cache.url, self.arrays, self.storage_options),
+            read_chunks(self.cache.url, self.arrays, self.storage_options, self.cfg.verify),
             shuffle_batches(self.cfg.shuffle_buffer, self.cfg.batch_size, self.cfg.seed, epoch),
             to_tensors,
         )

@@ -27,6 +27,7 @@ from torch import nn
 from litcache.checkpoint import atomic_torch_save, load_model, save_model
 from litcache.config import PipelineConfig, StreamConfig, save_resolved
 from litcache.data import to_unit_float
+from litcache.distributed import init_distributed, is_main_process, wrap_ddp
 from litcache.errors import CheckpointError, CompatibilityError, ConfigError
 from litcache.extract import resolve_device
 from litcache.loop import train_one_epoch
@@ -171,12 +172,13 @@ def _fit(
         scheduler.load_state_dict(state["scheduler"])
         start = state["epoch"] + 1
         log.info("resuming from %s at epoch %d", state_path, start)
+    model = wrap_ddp(objective, device)  # every rank gets the same batch count, so DDP never hangs
     records = []
     for epoch in range(start, epochs):
         set_train_mode(objective.student)
 
         def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return objective({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+            return model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
 
         rec = train_one_epoch(
             step,
@@ -188,6 +190,9 @@ def _fit(
             show_progress=show_progress,
         )
         rec = {"epoch": epoch, **rec, "lr": scheduler.get_last_lr()[0]}
+        records.append(rec)
+        if not is_main_process():
+            continue
         on_epoch(rec)
         atomic_torch_save(
             {
@@ -199,7 +204,6 @@ def _fit(
             },
             state_path,
         )
-        records.append(rec)
     return records
 
 
@@ -207,7 +211,7 @@ def _prepare(cfg: PipelineConfig, cache_url: str, out: Path) -> tuple[Cache, tor
     cache = open_cache(cache_url)
     cache.require_complete()
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.train.device)
+    device = init_distributed(resolve_device(cfg.train.device))
     return cache, device, cfg.stream
 
 
@@ -257,9 +261,10 @@ def train_sections(
     teacher = _load_teacher(teacher_path, cache, device)
     objective = LitObjective(student, sections, tc.beta, tc.temperature, tc.alpha, teacher)
     stream = CacheStream(cache, objective.required_arrays(), stream_cfg, pin_memory=device.type == "cuda")
-    trainable = [p for k in sections for p in student.sections[k - 1].parameters()]
-    if tc.beta > 0:
-        trainable = [p for p in student.parameters() if p.requires_grad]
+    if tc.beta == 0:  # sections not trained here take no gradient (DDP would wait for theirs)
+        for k in set(range(1, n_sections + 1)) - set(sections):
+            student.sections[k - 1].requires_grad_(False)
+    trainable = [p for p in student.parameters() if p.requires_grad]
     tag = "all" if section is None else f"s{section}"
     save_resolved(cfg, out / (f"config-{tag}.yaml" if section is not None else "config.yaml"))
     metrics = out / "metrics.jsonl"
@@ -389,7 +394,8 @@ def train_end_to_end(
         mode,
         show_progress,
     )
-    save_model(student.cpu(), out, mode=mode, epochs=epochs, cache=cache_identity(cache))
+    if is_main_process():
+        save_model(student.cpu(), out, mode=mode, epochs=epochs, cache=cache_identity(cache))
     return records
 
 

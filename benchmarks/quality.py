@@ -1,0 +1,194 @@
+"""The quality table: does training from the cache cost accuracy?
+
+One teacher, one cache, one smaller student trained five ways with the same epochs and seeds:
+
+1. ``scratch``              cross-entropy on the labels (KD with alpha = 0)
+2. ``kd``                   KD only, from the cached logits
+3. ``online-lit``           LIT with the teacher in memory computing targets every step (IR sections, then KD)
+4. ``cached-lit``           LIT from the cache (IR sections, then the short KD pass)
+5. ``cached-lit-combined``  LIT's combined objective beta*KD + (1-beta)*sum(IR) from the cache, every epoch
+
+    python benchmarks/quality.py --quick                       # minutes: a smoke version of the table
+    python benchmarks/quality.py --teacher T.pt --seeds 0 1    # the full table -> benchmarks/results/quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from litcache.checkpoint import save_model
+from litcache.config import PipelineConfig, load_pipeline
+from litcache.extract import extract
+from litcache.store import open_cache
+from litcache.summary import summarize
+from litcache.supervised import evaluate_checkpoint, train_teacher
+from litcache.train import assemble_student, train_end_to_end, train_sections
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "cifar10"
+VARIANTS = ("scratch", "kd", "online-lit", "cached-lit", "cached-lit-combined")
+
+
+def seeded(cfg_args: list[str], seed: int) -> PipelineConfig:
+    return load_pipeline(cfg_args[0], [*cfg_args[1:], f"train.seed={seed}", f"kd.seed={seed}", f"stream.seed={seed}"])
+
+
+def train_variant(
+    name: str, cfg: PipelineConfig, cache: str, teacher: str, work: Path, ir_epochs: int, kd_epochs: int
+) -> str:
+    """Train one variant; returns its standalone checkpoint."""
+    out = work / f"{name}-seed{cfg.train.seed}"
+    ckpt = out / "student.pt"
+    total = ir_epochs + kd_epochs
+    q = {"show_progress": False}
+    if name == "scratch":
+        train_end_to_end(cfg, cache, ckpt, labels_only=True, epochs=total, **q)
+    elif name == "kd":
+        train_end_to_end(cfg, cache, ckpt, epochs=total, **q)
+    elif name in ("online-lit", "cached-lit"):
+        online = teacher if name == "online-lit" else None
+        train_sections(cfg, cache, out / "sections", epochs=ir_epochs, teacher_path=online, **q)
+        train_end_to_end(cfg, cache, ckpt, sections_dir=out / "sections", epochs=kd_epochs, teacher_path=online, **q)
+    elif name == "cached-lit-combined":
+        combined = cfg.replace(train=cfg.train.__class__(**{**cfg.to_dict()["train"], "beta": 0.75}))
+        train_sections(combined, cache, out / "sections", epochs=total, **q)
+        save_model(assemble_student(open_cache(cache), out / "sections"), ckpt, mode="cached-lit-combined")
+    else:
+        raise ValueError(name)
+    return str(ckpt)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a few thousand samples and 2 epochs: minutes")
+    ap.add_argument("--data", default=str(SHARED), help="CIFAR-10 WebDataset shards")
+    ap.add_argument("--pipeline", default="cifar10-resnet20-resnet8")
+    ap.add_argument("--teacher", default=None, help="teacher checkpoint (trained here when absent)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--ir-epochs", type=int, default=None, help="IR epochs (then --kd-epochs of KD)")
+    ap.add_argument("--kd-epochs", type=int, default=None)
+    ap.add_argument("--limit", type=int, default=None, help="training samples (default: all)")
+    ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "quality"))
+    ap.add_argument(
+        "--output",
+        default=None,
+        help="results JSON (default: results/quality.json, or results/quality-quick.json with --quick)",
+    )
+    args = ap.parse_args()
+    if not Path(args.data).exists():
+        sys.exit(f"no data at {args.data}: pass --data with CIFAR-10 WebDataset shards")
+
+    quick = args.quick
+    ir_epochs = args.ir_epochs or (1 if quick else 4)
+    kd_epochs = args.kd_epochs or 1
+    limit = args.limit or (3000 if quick else None)
+    test_limit = args.test_limit or (2000 if quick else None)
+    seeds = args.seeds[:1] if quick and args.seeds == [0, 1] else args.seeds
+    work = Path(args.work) / ("quick" if quick else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    base = [
+        args.pipeline,
+        f"data.source={json.dumps(args.data)}",
+        f"extract.views={ir_epochs + kd_epochs}",
+        f"train.epochs={ir_epochs}",
+        f"kd.epochs={kd_epochs}",
+    ]
+    cfg = load_pipeline(base[0], base[1:])
+
+    teacher = args.teacher
+    teacher_seconds = None
+    if teacher is None:
+        teacher = str(work / "teacher.pt")
+        if not Path(teacher).is_file():
+            started = time.perf_counter()
+            epochs = 2 if quick else None
+            train_teacher(cfg, teacher, epochs=epochs, limit=limit, show_progress=False)
+            teacher_seconds = time.perf_counter() - started
+    teacher_eval = evaluate_checkpoint(teacher, cfg.data, test_limit)
+    print(f"teacher {teacher_eval['arch']}: accuracy {teacher_eval['accuracy']:.4f}", flush=True)
+
+    cache = str(work / "cache.zarr")
+    started = time.perf_counter()
+    extract(cfg, teacher, cache, limit=limit, resume=Path(cache).exists(), show_progress=False)
+    extract_seconds = time.perf_counter() - started
+    cache_info = summarize(open_cache(cache))
+
+    rows = []
+    for name in args.variants:
+        accs, secs = [], []
+        for seed in seeds:
+            scfg = seeded(base, seed)
+            started = time.perf_counter()
+            ckpt = train_variant(name, scfg, cache, teacher, work, ir_epochs, kd_epochs)
+            secs.append(time.perf_counter() - started)
+            accs.append(evaluate_checkpoint(ckpt, cfg.data, test_limit)["accuracy"])
+            print(f"{name:<22} seed {seed}: accuracy {accs[-1]:.4f} in {secs[-1]:.0f}s", flush=True)
+        rows.append(
+            {
+                "name": name,
+                "accuracy": statistics.mean(accs),
+                "accuracy_spread": (max(accs) - min(accs)) if len(accs) > 1 else 0.0,
+                "accuracies": accs,
+                "seeds": seeds,
+                "seconds": statistics.mean(secs),
+                "settings": {
+                    "student": cfg.train.student,
+                    "teacher": teacher_eval["arch"],
+                    "ir_epochs": ir_epochs,
+                    "kd_epochs": kd_epochs,
+                    "epochs_total": ir_epochs + kd_epochs,
+                    "beta_combined": 0.75,
+                    "temperature": cfg.kd.temperature,
+                    "alpha": cfg.kd.alpha,
+                    "train_samples": limit or 50000,
+                    "test_samples": teacher_eval["samples"],
+                    "batch_size": cfg.stream.batch_size,
+                },
+            }
+        )
+
+    print(f"\n{'variant':<22} {'accuracy':>9} {'spread':>7} {'seconds':>8}")
+    for r in rows:
+        print(f"{r['name']:<22} {r['accuracy']:>9.4f} {r['accuracy_spread']:>7.4f} {r['seconds']:>8.0f}")
+    print(
+        f"teacher {teacher_eval['arch']} {teacher_eval['accuracy']:.4f}; cache {cache_info['stored_bytes'] / 1e9:.2f}"
+        f" GB for {cache_info['rows']} rows, extracted in {extract_seconds:.0f}s"
+    )
+    out = (
+        Path(args.output)
+        if args.output
+        else ROOT / "benchmarks" / "results" / ("quality-quick.json" if quick else "quality.json")
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+    meta = {
+        "teacher": {"checkpoint": teacher, **teacher_eval, "train_seconds": teacher_seconds},
+        "cache": {
+            "stored_bytes": cache_info["stored_bytes"],
+            "rows": cache_info["rows"],
+            "views": cache_info["views"],
+            "extract_seconds": extract_seconds,
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": "cpu",
+        },
+    }
+    out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from litcache.config import (
+    PipelineConfig,
+    builtin_pipelines,
+    load_pipeline,
+    parse_override,
+    read_pipeline_file,
+    save_resolved,
+)
+from litcache.errors import ConfigError
+from litcache.models import build_model
+
+
+def test_defaults_round_trip_through_a_dict() -> None:
+    cfg = PipelineConfig()
+    data = cfg.to_dict()
+    assert isinstance(data["data"]["mean"], list)  # plain YAML/JSON types, no tuples
+    assert PipelineConfig.from_dict(data) == cfg
+
+
+def test_non_default_config_round_trips_through_a_dict_and_a_file(tmp_path: Path) -> None:
+    cfg = load_pipeline("tiny", ["data.mean=[0.5, 0.5, 0.5]", "train.beta=0.75", "store.codec=blosc-zstd"])
+    assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
+    path = tmp_path / "resolved.yaml"
+    save_resolved(cfg, path)
+    assert load_pipeline(str(path)) == cfg
+
+
+def test_configs_are_frozen() -> None:
+    cfg = PipelineConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.train.epochs = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"trian": {"epochs": 1}}, "'trian'"),
+        ({"train": {"epoch": 3}}, "'train.epoch'"),
+        ({"store": {"dtype": "float16", "compression": "zstd"}}, "'store.compression'"),
+    ],
+)
+def test_unknown_key_is_an_error_naming_it(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match="unknown config key") as exc:
+        PipelineConfig.from_dict(data)
+    assert key in str(exc.value)
+
+
+def test_unknown_key_message_lists_the_valid_keys() -> None:
+    with pytest.raises(ConfigError) as exc:
+        PipelineConfig.from_dict({"train": {"epoch": 3}})
+    assert "epochs" in str(exc.value) and "temperature" in str(exc.value)
+
+
+def test_unknown_key_in_a_pipeline_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("extract:\n  veiws: 3\n")
+    with pytest.raises(ConfigError, match="extract.veiws"):
+        load_pipeline(str(path))
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("train.epochs=3", {"train": {"epochs": 3}}),
+        ("data.flip=false", {"data": {"flip": False}}),
+        ("train.lr=0.5", {"train": {"lr": 0.5}}),
+        ("data.mean=[0.5, 0.5, 0.5]", {"data": {"mean": [0.5, 0.5, 0.5]}}),
+        (" store.codec = none", {"store": {"codec": "none"}}),
+        ("data.source=a=b", {"data": {"source": "a=b"}}),
+        ("description=", {"description": ""}),
+    ],
+)
+def test_parse_override(item: str, expected: dict) -> None:
+    assert parse_override(item) == expected
+
+
+@pytest.mark.parametrize("item", ["train.epochs", "=3", "train.epochs: 3", "data.mean=[0.5, "])
+def test_malformed_override_is_an_error(item: str) -> None:
+    with pytest.raises(ConfigError, match="--set"):
+        parse_override(item)
+
+
+def test_precedence_defaults_then_file_then_overrides(tmp_path: Path) -> None:
+    defaults = load_pipeline(None)
+    assert defaults == PipelineConfig()
+    tiny = load_pipeline("tiny")
+    assert (defaults.teacher.arch, tiny.teacher.arch) == ("resnet20", "resnet8")  # the file beats the defaults
+    assert tiny.teacher.lr == defaults.teacher.lr  # what the file does not set keeps its default
+    over = load_pipeline("tiny", ["teacher.arch=resnet14", "extract.views=5", "extract.views=7"])
+    assert over.teacher.arch == "resnet14"  # --set beats the file
+    assert over.extract.views == 7  # the last --set wins
+    assert over.teacher.epochs == tiny.teacher.epochs  # a sibling of an overridden key survives the merge
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("# a user's pipeline\nextract:\n  views: 3\ntrain:\n  beta: 0.5\n")
+    mine = load_pipeline(str(path), ["train.beta=0.25"])
+    assert mine.name == "mine"
+    assert mine.extract.views == 3 and mine.extract.batch_size == defaults.extract.batch_size
+    assert mine.train.beta == 0.25
+
+
+def test_int_is_accepted_for_a_float_and_lists_for_tuples() -> None:
+    cfg = load_pipeline(None, ["train.lr=1", "data.std=[1, 1, 1]"])
+    assert isinstance(cfg.train.lr, float) and cfg.train.lr == 1.0
+    assert cfg.data.std == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("item", "key"),
+    [
+        ("extract.views=0", "extract.views"),
+        ("store.dtype=bfloat16", "store.dtype"),
+        ("store.codec=gzip", "store.codec"),
+        ("store.bitround_keepbits=24", "store.bitround_keepbits"),
+        ("train.beta=1.5", "train.beta"),
+        ("train.temperature=0", "train.temperature"),
+        ("teacher.schedule=linear", "teacher.schedule"),
+        ("teacher.epochs=abc", "teacher.epochs"),
+        ("teacher.epochs=true", "teacher.epochs"),
+        ("teacher.epochs=2.5", "teacher.epochs"),
+        ("data.pad=-1", "data.pad"),
+        ("data.mean=[0.5, 0.5]", "data.mean"),
+        ("data.source=7", "data.source"),
+        ("train=3", "train"),
+    ],
+)
+def test_invalid_values_raise_config_error_naming_the_key(item: str, key: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline("tiny", [item])
+    assert key in str(exc.value)
+
+
+def test_builtin_pipelines_all_load() -> None:
+    names = builtin_pipelines()
+    assert "tiny" in names
+    for name in names:
+        cfg = load_pipeline(name)
+        assert cfg.name == name
+        assert cfg.description, f"pipeline {name} has no description"
+        build_model(cfg.teacher.arch)  # the architectures it names exist
+        build_model(cfg.train.student)
+
+
+def test_unknown_pipeline_name_lists_the_builtins() -> None:
+    with pytest.raises(ConfigError, match="no pipeline named 'nosuch'") as exc:
+        load_pipeline("nosuch")
+    assert "tiny" in str(exc.value)
+
+
+def test_missing_pipeline_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_pipeline_file(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize(("text", "match"), [("train: [1, 2\n", "not valid YAML"), ("- 1\n- 2\n", "mapping")])
+def test_malformed_pipeline_file_is_an_error(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_pipeline(str(path))

@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from litcache import extract, load_images, load_model, make_views, open_cache, save_model
+from litcache.checkpoint import fingerprint_state
+from litcache.config import PipelineConfig
+from litcache.data import to_unit_float
+from litcache.errors import CacheError, CompatibilityError
+from litcache.models import build_model
+
+ROW_ARRAYS = ["rows/sample", "rows/view", "rows/label", "input", "boundary/1", "boundary/2", "boundary/3", "logits"]
+
+
+def all_arrays(path: Path) -> dict[str, np.ndarray]:
+    group = zarr.open_group(str(path), mode="r")
+    return {name: node[...] for name, node in group.members(max_depth=None) if isinstance(node, zarr.Array)}
+
+
+def test_cache_equals_a_fresh_teacher_forward(cache_path: Path, tiny_cfg: PipelineConfig, teacher_path: Path) -> None:
+    cache = open_cache(str(cache_path))
+    images = load_images(tiny_cfg.data, "train")
+    n, views = len(images), tiny_cfg.extract.views
+    rows = np.arange(n * views)
+    samples, view_of_row = rows % n, rows // n  # view-major
+    x = make_views(images, tiny_cfg.data, tiny_cfg.extract.seed, samples, view_of_row)
+    teacher, _ = load_model(teacher_path)
+    with torch.no_grad():
+        bounds, logits = teacher.forward_boundaries(to_unit_float(x))
+
+    assert cache.rows == n * views and cache.samples == n and cache.views == views
+    assert np.array_equal(cache.array("rows/sample")[:], samples)
+    assert np.array_equal(cache.array("rows/view")[:], view_of_row)
+    assert np.array_equal(cache.array("rows/label")[:], images.labels[samples])
+    assert np.array_equal(cache.array("input")[:], x.numpy())
+    assert np.array_equal(cache.array("input")[:n], images.images.transpose(0, 3, 1, 2))  # view 0 is plain
+    for k in range(1, 4):
+        stored = cache.array(f"boundary/{k}")[:]
+        assert stored.dtype == np.float16 and stored.shape == (n * views, *bounds[k].shape[1:])
+        np.testing.assert_allclose(stored.astype(np.float32), bounds[k].numpy(), rtol=2e-3, atol=2e-3)
+    stored_logits = cache.array("logits")[:]
+    assert stored_logits.dtype == np.float32
+    np.testing.assert_allclose(stored_logits, logits.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_cached_stem_and_input_recompute_boundary_zero(cache_path: Path, teacher_path: Path) -> None:
+    cache = open_cache(str(cache_path))
+    teacher, _ = load_model(teacher_path)
+    student = build_model("resnet8").eval()
+    stem = {k.removeprefix("teacher/stem/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "stem")}
+    head = {k.removeprefix("teacher/head/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "head")}
+    student.stem.load_state_dict(stem)
+    student.head.load_state_dict(head)
+    x = to_unit_float(torch.from_numpy(cache.array("input")[:16]))
+    with torch.no_grad():
+        b0 = student.stem(x)
+        assert torch.equal(b0, teacher.stem(x))
+        b1 = teacher.sections[0](b0)
+        b3 = torch.from_numpy(cache.array("boundary/3")[:16]).float()
+        logits = student.head(b3)
+    np.testing.assert_allclose(cache.array("boundary/1")[:16].astype(np.float32), b1.numpy(), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(cache.array("logits")[:16], logits.numpy(), rtol=1e-2, atol=1e-2)
+
+
+def _small(cache, part: str) -> list[tuple[str, zarr.Array]]:
+    return [
+        (name, node)
+        for name, node in cache.group.members(max_depth=None)
+        if isinstance(node, zarr.Array) and name.startswith(f"teacher/{part}/")
+    ]
+
+
+def test_manifest_describes_the_cache(cache_path: Path, teacher_path: Path, tiny_cfg: PipelineConfig) -> None:
+    m = open_cache(str(cache_path)).manifest
+    teacher, _ = load_model(teacher_path)
+    images = load_images(tiny_cfg.data, "train")
+    assert m["format"] == "litcache-cache" and m["format_version"] == 1
+    assert m["complete"] is True
+    assert m["teacher"]["arch"] == "resnet8"
+    assert m["teacher"]["fingerprint"] == fingerprint_state(teacher.state_dict())
+    assert m["teacher"]["sections"] == ["s1", "s2", "s3"]
+    assert m["teacher"]["boundary_shapes"] == [[16, 32, 32], [16, 32, 32], [32, 16, 16], [64, 8, 8]]
+    assert m["data"]["fingerprint"] == images.fingerprint() and m["data"]["samples"] == 64
+    assert (m["views"], m["seed"], m["rows"]) == (2, 0, 128)
+    assert m["transform"] == {"kind": "pad-crop-flip", "pad": 4, "flip": True, "plain_view0": True}
+    assert m["store"] == tiny_cfg.to_dict()["store"]
+    assert PipelineConfig.from_dict(m["pipeline"]) == tiny_cfg
+    assert m["progress_arrays"] == ROW_ARRAYS
+    assert len(m["boundary_stats"]) == 3
+
+
+@pytest.fixture(scope="module")
+def partial_cache(tmp_path_factory: pytest.TempPathFactory, tiny_cfg: PipelineConfig, teacher_path: Path) -> Path:
+    """The tiny cache with 2 of its 8 units written; tests may try to resume it but must leave it unchanged."""
+    out = tmp_path_factory.mktemp("partial") / "c.zarr"
+    extract(tiny_cfg, str(teacher_path), str(out), max_units=2, show_progress=False)
+    return out
+
+
+@pytest.mark.parametrize("first_units", [3, 5])  # 4 units per teacher batch: the resumed batches are shifted
+def test_interrupted_then_resumed_equals_uninterrupted(
+    cache_path: Path, tiny_cfg: PipelineConfig, teacher_path: Path, tmp_path: Path, first_units: int
+) -> None:
+    out = tmp_path / "resumed.zarr"
+    part = extract(tiny_cfg, str(teacher_path), str(out), max_units=first_units, show_progress=False)
+    assert part["units_written"] == first_units and not part["complete"]
+    partial = open_cache(str(out))
+    assert not partial.complete and partial.manifest["complete"] is False
+    assert partial.done_units().sum() == first_units
+
+    rest = extract(tiny_cfg, str(teacher_path), str(out), resume=True, show_progress=False)
+    assert rest["units_written"] == 8 - first_units and rest["complete"]
+
+    resumed, reference = all_arrays(out), all_arrays(cache_path)
+    assert resumed.keys() == reference.keys()
+    assert {"progress/units", "progress/stats", *ROW_ARRAYS} <= resumed.keys()
+    for name in reference:
+        assert np.array_equal(resumed[name], reference[name]), name
+    m_resumed, m_reference = open_cache(str(out)).manifest, open_cache(str(cache_path)).manifest
+    assert m_resumed["complete"] is True
+    assert m_resumed["boundary_stats"] == m_reference["boundary_stats"]
+
+
+def test_resuming_a_complete_cache_writes_nothing(cache_copy: Path, tiny_cfg: PipelineConfig, teacher_path) -> None:
+    before = all_arrays(cache_copy)
+    summary = extract(tiny_cfg, str(teacher_path), str(cache_copy), resume=True, show_progress=False)
+    assert summary["units_written"] == 0 and summary["complete"]
+    after = all_arrays(cache_copy)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "limit", "named"),
+    [
+        (["extract.views=3"], None, "views: cache has 2, this run has 3"),
+        (["extract.seed=1"], None, "seed: cache has 0, this run has 1"),
+        (["data.flip=false"], None, "transform"),
+        (["store.dtype=float32"], None, "store"),
+        ([], 32, "data"),
+    ],
+)
+def test_resume_with_other_settings_is_refused(
+    make_cfg: Callable[..., PipelineConfig],
+    teacher_path: Path,
+    partial_cache: Path,
+    overrides: list[str],
+    limit: int | None,
+    named: str,
+) -> None:
+    before = all_arrays(partial_cache)
+    with pytest.raises(CacheError, match="cannot resume") as exc:
+        extract(
+            make_cfg(*overrides), str(teacher_path), str(partial_cache), resume=True, limit=limit, show_progress=False
+        )
+    assert named in str(exc.value)
+    assert "--overwrite" in str(exc.value)
+    after = all_arrays(partial_cache)
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # nothing was written
+
+
+def test_resume_with_another_teacher_is_refused(
+    tiny_cfg: PipelineConfig, teacher_path: Path, partial_cache: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.pt"
+    torch.manual_seed(1)
+    save_model(build_model("resnet8"), other)
+    with pytest.raises(CacheError, match="teacher: cache has"):
+        extract(tiny_cfg, str(other), str(partial_cache), resume=True, show_progress=False)
+    out = tmp_path / "c.zarr"
+    shutil.copytree(partial_cache, out)
+    same_weights = tmp_path / "copy.pt"  # the same teacher under another file name resumes
+    shutil.copy(teacher_path, same_weights)
+    assert extract(tiny_cfg, str(same_weights), str(out), resume=True, show_progress=False)["complete"]
+
+
+def test_existing_cache_is_not_overwritten_without_overwrite(
+    cache_copy: Path, tiny_cfg: PipelineConfig, teacher_path: Path
+) -> None:
+    before = all_arrays(cache_copy)
+    with pytest.raises(CacheError) as exc:
+        extract(tiny_cfg, str(teacher_path), str(cache_copy), show_progress=False)
+    assert "--resume" in str(exc.value) and "--overwrite" in str(exc.value)
+    with pytest.raises(CacheError, match="contradict"):
+        extract(tiny_cfg, str(teacher_path), str(cache_copy), resume=True, overwrite=True, show_progress=False)
+    after = all_arrays(cache_copy)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_overwrite_replaces_a_cache(
+    cache_copy: Path, make_cfg: Callable[..., PipelineConfig], teacher_path: Path
+) -> None:
+    (cache_copy / "stray-file").write_text("left over")
+    summary = extract(
+        make_cfg("extract.views=1"), str(teacher_path), str(cache_copy), overwrite=True, show_progress=False
+    )
+    assert summary["complete"]
+    cache = open_cache(str(cache_copy))
+    assert cache.views == 1 and cache.rows == 64
+    assert not (cache_copy / "stray-file").exists()
+
+
+def test_overwrite_with_a_bad_teacher_keeps_the_cache(
+    cache_copy: Path, tiny_cfg: PipelineConfig, tmp_path: Path
+) -> None:
+    with pytest.raises(Exception, match="does not exist"):
+        extract(tiny_cfg, str(tmp_path / "typo.pt"), str(cache_copy), overwrite=True, show_progress=False)
+    assert open_cache(str(cache_copy)).complete
+
+
+@pytest.mark.parametrize("flags", [{}, {"overwrite": True}, {"resume": True}])
+def test_a_folder_that_is_not_a_cache_is_never_deleted(
+    tiny_cfg: PipelineConfig, teacher_path: Path, tmp_path: Path, flags: dict[str, bool]
+) -> None:
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    with pytest.raises(CacheError, match="not a litcache cache"):
+        extract(tiny_cfg, str(teacher_path), str(folder), show_progress=False, **flags)
+    assert (folder / "thesis.tex").read_text() == "years of work"
+    plain_zarr = tmp_path / "plain.zarr"
+    zarr.open_group(str(plain_zarr), mode="w").create_array("x", shape=(4,), dtype="int8")
+    with pytest.raises(CacheError, match="not a litcache cache"):
+        extract(tiny_cfg, str(teacher_path), str(plain_zarr), show_progress=False, **flags)
+    assert (plain_zarr / "x" / "zarr.json").is_file()
+
+
+def test_an_empty_output_folder_is_used(tiny_cfg: PipelineConfig, teacher_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "empty.zarr"
+    out.mkdir()
+    assert extract(tiny_cfg, str(teacher_path), str(out), limit=16, show_progress=False)["complete"]
+
+
+def test_float16_overflow_says_to_use_float32(
+    make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path
+) -> None:
+    teacher, _ = load_model(teacher_path)
+    with torch.no_grad():
+        teacher.stem[1].weight.mul_(1e6)  # stem activations far beyond float16's 65504
+    loud = tmp_path / "loud.pt"
+    save_model(teacher, loud)
+    with pytest.raises(CacheError, match="store.dtype=float32") as exc:
+        extract(make_cfg(), str(loud), str(tmp_path / "c16.zarr"), limit=16, show_progress=False)
+    assert "boundary 1" in str(exc.value)
+
+    out = tmp_path / "c32.zarr"
+    extract(make_cfg("store.dtype=float32"), str(loud), str(out), limit=16, show_progress=False)
+    b1 = open_cache(str(out)).array("boundary/1")[:]
+    assert b1.dtype == np.float32 and np.isfinite(b1).all() and np.abs(b1).max() > 65504
+
+
+def test_teacher_and_data_must_agree_on_classes(make_cfg: Any, tmp_path: Path) -> None:
+    path = tmp_path / "t100.pt"
+    save_model(build_model("resnet8", num_classes=100), path)
+    with pytest.raises(CompatibilityError, match="100 classes"):
+        extract(make_cfg("data.num_classes=10"), str(path), str(tmp_path / "c.zarr"), show_progress=False)
+    assert not (tmp_path / "c.zarr").exists()
+    small = tmp_path / "t5.pt"
+    save_model(build_model("resnet8", num_classes=5), small)  # labels 0..9 do not fit 5 classes
+    with pytest.raises(CompatibilityError, match="5 classes"):
+        extract(make_cfg(), str(small), str(tmp_path / "c5.zarr"), show_progress=False)
+
+
+def test_a_limited_subset_takes_the_teachers_class_count(make_cfg: Any, teacher_path: Path, tmp_path: Path) -> None:
+    # the first 4 samples carry labels 0..3 only; the cache must still describe the 10-class teacher
+    out = tmp_path / "c.zarr"
+    extract(make_cfg(), str(teacher_path), str(out), limit=4, show_progress=False)
+    cache = open_cache(str(out))
+    assert cache.manifest["teacher"]["num_classes"] == 10
+    assert cache.array("logits").shape[1] == 10
