@@ -123,15 +123,24 @@ def main() -> None:
     extract_seconds = time.perf_counter() - started
     cache_info = summarize(open_cache(cache))
 
+    # each (variant, seed) result is kept in the work folder, so a later run with more seeds adds to it
+    done_path = work / "runs.json"
+    done = json.loads(done_path.read_text()) if done_path.is_file() else {}
     rows = []
     for name in args.variants:
         accs, secs = [], []
         for seed in seeds:
-            scfg = seeded(base, seed)
-            started = time.perf_counter()
-            ckpt = train_variant(name, scfg, cache, teacher, work, ir_epochs, kd_epochs)
-            secs.append(time.perf_counter() - started)
-            accs.append(evaluate_checkpoint(ckpt, cfg.data, test_limit)["accuracy"])
+            key = f"{name}/seed{seed}/ir{ir_epochs}/kd{kd_epochs}/n{limit}"
+            if key not in done:
+                scfg = seeded(base, seed)
+                started = time.perf_counter()
+                ckpt = train_variant(name, scfg, cache, teacher, work, ir_epochs, kd_epochs)
+                seconds = time.perf_counter() - started
+                accuracy = evaluate_checkpoint(ckpt, cfg.data, test_limit)["accuracy"]
+                done[key] = {"accuracy": accuracy, "seconds": seconds}
+                done_path.write_text(json.dumps(done, indent=2))
+            accs.append(done[key]["accuracy"])
+            secs.append(done[key]["seconds"])
             print(f"{name:<22} seed {seed}: accuracy {accs[-1]:.4f} in {secs[-1]:.0f}s", flush=True)
         rows.append(
             {

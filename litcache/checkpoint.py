@@ -10,23 +10,23 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from litcache.errors import CheckpointError
-from litcache.models import SectionedModel, build_model
+from litcache.models import Normalize, SectionedModel, build_model
 
 FORMAT = "litcache-model"
 
 
 def model_record(model: SectionedModel, **meta: Any) -> dict[str, Any]:
-    stem_norm = model.stem[0]
+    stem_norm = cast(Normalize, model.stem[0])
     return {
         "format": FORMAT,
         "version": 1,
         "arch": model.arch,
-        "num_classes": int(model.head[-1].out_features),
+        "num_classes": model.num_classes,
         "mean": [float(v) for v in stem_norm.mean.flatten()],
         "std": [float(v) for v in stem_norm.std.flatten()],
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -8,10 +8,12 @@ process, on any worker, on any machine.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import io
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +104,8 @@ def read_shards(paths: list[str], limit: int | None = None) -> tuple[np.ndarray,
     """Images and labels of WebDataset shards (``KEY.jpg`` + ``KEY.cls``), in shard order."""
     import webdataset as wds
 
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     ds = wds.WebDataset(paths, shardshuffle=False, empty_check=False)
     for sample in ds:
         if limit is not None and len(labels) >= limit:
@@ -124,8 +127,28 @@ def read_shards(paths: list[str], limit: int | None = None) -> tuple[np.ndarray,
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+def _source_stamp(cfg: DataConfig, split: str) -> tuple[object, ...]:
+    """What identifies the files behind a source now: shard paths with sizes and modification times."""
+    if cfg.source.removeprefix("torchvision:").lower() in TORCHVISION_SETS and not Path(cfg.source).exists():
+        return (cfg.source, str(Path(cfg.root).expanduser()))
+    try:
+        paths = shard_paths(cfg.source, split)
+    except DataError:
+        return (cfg.source, split)
+    return tuple((p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in paths)
+
+
 def load_images(cfg: DataConfig, split: str = "train", limit: int | None = None) -> ImageSet:
-    """Load ``split`` of the source ``cfg.source`` names; ``limit`` keeps only the first N samples."""
+    """Load ``split`` of the source ``cfg.source`` names; ``limit`` keeps only the first N samples.
+
+    Decoded sets are kept in memory per process (a few, keyed by the files' sizes and times), so a run that
+    trains, extracts and evaluates decodes each split once. Treat the returned arrays as read-only.
+    """
+    return _load_images(cfg, split, limit, _source_stamp(cfg, split))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_images(cfg: DataConfig, split: str, limit: int | None, stamp: tuple[object, ...]) -> ImageSet:
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     if limit is not None and limit < 1:

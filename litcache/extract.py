@@ -135,9 +135,9 @@ class _UnitWriter:
         self.raw_bytes = 0
         self.stored_bytes = 0
 
-    def _write(self, unit: int, arrays: dict[str, np.ndarray]) -> tuple[int, int]:
+    def _write(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> tuple[int, int]:
         try:
-            stored = self.cache.write_unit(unit, arrays)
+            stored = self.cache.write_unit(unit, arrays, stats)
             raw = sum(a.nbytes for a in arrays.values())
             with self.lock:
                 self.raw_bytes += raw
@@ -146,10 +146,10 @@ class _UnitWriter:
         finally:
             self.slots.release()
 
-    def submit(self, unit: int, arrays: dict[str, np.ndarray]) -> None:
+    def submit(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> None:
         self.raise_first_error()
         self.slots.acquire()
-        self.futures.append(self.pool.submit(self._write, unit, arrays))
+        self.futures.append(self.pool.submit(self._write, unit, arrays, stats))
 
     def raise_first_error(self) -> None:
         for f in self.futures:
@@ -166,20 +166,34 @@ class _UnitWriter:
 def _teacher_rows(
     teacher: SectionedModel, x: torch.Tensor, batch_size: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Boundaries b1..bS (in ``dtype``) and float32 logits of uint8 inputs ``x`` (B, C, H, W), on the CPU."""
+    """Boundaries b1..bS (cast to ``dtype``) and float32 logits of uint8 inputs ``x`` (B, C, H, W), on the device."""
     bounds: list[list[torch.Tensor]] = []
     logits = []
     for start in range(0, len(x), batch_size):
         xb = to_unit_float(x[start : start + batch_size].to(device, non_blocking=True))
         b, out = teacher.forward_boundaries(xb)
-        cast = [t.to(dtype) for t in b[1:]]
-        for k, t in enumerate(cast, start=1):
-            if not torch.isfinite(t).all():
-                peak = b[k].abs().max().item()
-                raise CacheError(f"boundary {k} does not fit {dtype} (max |x| = {peak:.4g}); set store.dtype=float32")
-        bounds.append([t.cpu() for t in cast])
-        logits.append(out.float().cpu())
+        bounds.append([t.to(dtype) for t in b[1:]])
+        logits.append(out.float())
+    if len(bounds) == 1:
+        return bounds[0], logits[0]
     return [torch.cat(parts) for parts in zip(*bounds, strict=True)], torch.cat(logits)
+
+
+@torch.inference_mode()
+def unit_stats(bounds: list[torch.Tensor]) -> np.ndarray:
+    """(S, 3) float64: sum, sum of squares and max |x| of each boundary of one unit, of the stored values.
+
+    Computed where the tensors are (the GPU, when there is one), in float64 without a float64 copy; the max
+    doubles as the overflow check of the cast.
+    """
+    rows = []
+    for k, t in enumerate(bounds, start=1):
+        peak = t.abs().amax().double()
+        if not torch.isfinite(peak):
+            raise CacheError(f"boundary {k} does not fit {t.dtype} (it overflows); set store.dtype=float32")
+        norm = torch.linalg.vector_norm(t, 2, dtype=torch.float64)
+        rows.append(torch.stack([t.sum(dtype=torch.float64), norm * norm, peak]))
+    return torch.stack(rows).cpu().numpy()
 
 
 def extract(
@@ -205,7 +219,7 @@ def extract(
     teacher.to(device).eval()
     images = load_images(cfg.data, "train", limit)
     shapes = probe_boundaries(teacher, images.input_shape)
-    classes = teacher.head[-1].out_features
+    classes = teacher.num_classes
     if int(images.labels.max()) >= classes or (cfg.data.num_classes and cfg.data.num_classes != classes):
         raise CompatibilityError(
             f"teacher {teacher_path} has {classes} classes, data {images.identity} has {images.num_classes}"
@@ -244,15 +258,17 @@ def extract(
                 for u, (s, e) in zip(step_units, ranges, strict=True):
                     sl = slice(offset, offset + e - s)
                     offset += e - s
+                    unit_bounds = [b[sl] for b in bounds]
+                    stats = unit_stats(unit_bounds)
                     arrays = {
                         "rows/sample": samples[sl].astype(np.int32),
                         "rows/view": views[sl].astype(np.int32),
                         "rows/label": images.labels[samples[sl]].astype(np.int32),
                         "input": x[sl].numpy(),
-                        "logits": logits[sl].numpy(),
+                        "logits": logits[sl].cpu().numpy(),
                     }
-                    arrays.update({boundary_name(k): b[sl].numpy() for k, b in enumerate(bounds, start=1)})
-                    writer.submit(u, arrays)
+                    arrays.update({boundary_name(k): b.cpu().numpy() for k, b in enumerate(unit_bounds, start=1)})
+                    writer.submit(u, arrays, stats)
                 bar.update(len(rows))
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 with writer.lock:

@@ -68,6 +68,6 @@ def evaluate(model: SectionedModel, images: ImageSet, device: torch.device, batc
             top5 = logits.topk(5, dim=1).indices
             correct5 += int((top5 == y[:, None]).any(1).sum())
     out = {"accuracy": correct1 / len(images), "samples": len(images)}
-    if model.head[-1].out_features > 10:
+    if model.num_classes > 10:
         out["top5"] = correct5 / len(images)
     return out

@@ -13,18 +13,19 @@ def ir_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tenso
 
 def kd_loss(
     student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
     labels: torch.Tensor,
     temperature: float,
     alpha: float,
 ) -> torch.Tensor:
     """Hinton KD as in LIT's reference code: α·T²·KL(teacher_T ‖ student_T) + (1−α)·CE(student, labels).
 
-    ``alpha=0`` is plain cross-entropy on the labels (training from scratch).
+    ``alpha=0`` is plain cross-entropy on the labels (training from scratch); ``teacher_logits`` may be None then.
     """
     hard = F.cross_entropy(student_logits, labels)
     if alpha == 0:
         return hard
+    assert teacher_logits is not None, "KD with alpha > 0 needs teacher logits"
     soft = F.kl_div(
         F.log_softmax(student_logits / temperature, dim=1),
         F.softmax(teacher_logits / temperature, dim=1),

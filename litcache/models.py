@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -21,6 +22,9 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 
 class Normalize(nn.Module):
     """Per-channel standardisation of an input in [0, 1]; part of the stem so checkpoints carry it."""
+
+    mean: torch.Tensor  # (1, C, 1, 1) buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -49,9 +53,12 @@ class BasicBlock(nn.Module):
 
 
 class SectionedModel(nn.Module):
-    """A network as ``head(section_S(...section_1(stem(x))))`` with named parts."""
+    """A network as ``head(section_S(...section_1(stem(x))))`` with named parts.
 
-    def __init__(self, arch: str, stem: nn.Module, sections: Sequence[nn.Module], head: nn.Module) -> None:
+    The stem starts with a :class:`Normalize`, the head ends with a ``Linear``.
+    """
+
+    def __init__(self, arch: str, stem: nn.Sequential, sections: Sequence[nn.Module], head: nn.Sequential) -> None:
         super().__init__()
         self.arch = arch
         self.stem = stem
@@ -61,6 +68,10 @@ class SectionedModel(nn.Module):
     @property
     def num_sections(self) -> int:
         return len(self.sections)
+
+    @property
+    def num_classes(self) -> int:
+        return cast(nn.Linear, self.head[-1]).out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)

@@ -14,7 +14,7 @@ import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zarr
@@ -73,8 +73,13 @@ def build_codecs(cfg: StoreConfig, spec: ArraySpec) -> dict[str, Any]:
     return {"compressors": compressors, "filters": filters or None}
 
 
+def read_array(arr: zarr.Array, sel: Any = slice(None)) -> np.ndarray:
+    """``arr[sel]`` typed as the ndarray it is (zarr types reads as scalars or array-likes)."""
+    return np.asarray(arr[sel])
+
+
 def crc32(x: np.ndarray) -> int:
-    return zlib.crc32(memoryview(np.ascontiguousarray(x)).cast("B")) & 0xFFFFFFFF
+    return zlib.crc32(np.ascontiguousarray(x).data.cast("B")) & 0xFFFFFFFF
 
 
 def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
@@ -88,7 +93,7 @@ def _is_cache(url: str, storage_options: Mapping[str, Any] | None) -> bool:
         group = zarr.open_group(url, mode="r", storage_options=_opts(url, storage_options))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
         return False
-    return group.attrs.get("litcache", {}).get("format") == FORMAT
+    return cast(dict[str, Any], group.attrs.get("litcache", {})).get("format") == FORMAT
 
 
 def _opts(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -101,7 +106,7 @@ class Cache:
     def __init__(self, group: zarr.Group, url: str) -> None:
         self.group = group
         self.url = url
-        manifest = dict(group.attrs.get("litcache", {}))
+        manifest = dict(cast(dict[str, Any], group.attrs.get("litcache", {})))
         if manifest.get("format") != FORMAT:
             raise CacheError(f"{url} is a Zarr group but not a litcache cache (no 'litcache' manifest)")
         if manifest.get("format_version") != FORMAT_VERSION:
@@ -166,7 +171,7 @@ class Cache:
         for name in names:
             arr = self.array(name)
             try:
-                out[name] = arr[start:stop]
+                out[name] = read_array(arr, slice(start, stop))
             except Exception as exc:  # a chunk that does not decode raises the codec's own error type
                 raise CacheError(
                     f"cache {self.url} is corrupt: cannot read {name} rows {start}..{stop - 1} ({exc}); check it "
@@ -183,7 +188,7 @@ class Cache:
         if offset or stop != self.unit_rows(unit)[1]:
             return
         if not hasattr(self, "_record"):
-            self._record = self.array(PROGRESS)[:]
+            self._record = read_array(self.array(PROGRESS))
         names = self.data_arrays()
         for name, x in arrays.items():
             if name in names and crc32(x) != self._record[unit, 1 + names.index(name)]:
@@ -198,7 +203,7 @@ class Cache:
 
     def done_units(self) -> np.ndarray:
         """Boolean mask over units: which are written and vouched for by their progress record."""
-        return self.array(PROGRESS)[:, 0] == 1
+        return read_array(self.array(PROGRESS), np.s_[:, 0]) == 1
 
     @property
     def complete(self) -> bool:
@@ -214,7 +219,7 @@ class Cache:
 
     def verify(self, units: Iterable[int] | None = None) -> list[str]:
         """Re-read units and compare CRC-32s with the progress record; returns the problems found."""
-        record = self.array(PROGRESS)[:]
+        record = read_array(self.array(PROGRESS))
         names = self.data_arrays()
         problems = []
         for u in units if units is not None else range(self.num_units):
@@ -224,7 +229,7 @@ class Cache:
             s, e = self.unit_rows(u)
             for j, name in enumerate(names):
                 try:
-                    data = self.array(name)[s:e]
+                    data = read_array(self.array(name), slice(s, e))
                 except Exception as exc:  # a chunk that does not decode raises the codec's own error type
                     problems.append(f"unit {u} (rows {s}..{e - 1}): {name} cannot be read ({exc})")
                     continue
@@ -234,12 +239,12 @@ class Cache:
 
     def boundary_stats(self) -> list[dict[str, float]]:
         """Mean, std and max |x| of each stored boundary over the units written so far."""
-        stats = self.array(STATS)[:]  # (units, S, 3)
+        stats = read_array(self.array(STATS))  # (units, S, 3)
         done = self.done_units()
         out = []
         for k in range(stats.shape[1]):
             shape = self.boundary_shapes()[k + 1]
-            n = float(sum(e - s for s, e in map(self.unit_rows, np.flatnonzero(done)))) * math.prod(shape)
+            n = float(sum(e - s for s, e in map(self.unit_rows, np.flatnonzero(done).tolist()))) * math.prod(shape)
             total, total_sq = stats[done, k, 0].sum(), stats[done, k, 1].sum()
             mean = total / n if n else 0.0
             var = max(total_sq / n - mean * mean, 0.0) if n else 0.0
@@ -251,28 +256,32 @@ class Cache:
 class CacheWriter(Cache):
     """A cache opened for writing units."""
 
-    def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray]) -> int:
-        """Write one whole unit of every data array, then its progress record. Returns stored bytes."""
+    def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None = None) -> int:
+        """Write one whole unit of every data array, then its progress record. Returns stored bytes.
+
+        ``stats`` (S, 3): sum, sum of squares and max |x| per boundary, when the caller has them already.
+        """
         s, e = self.unit_rows(unit)
         names = self.data_arrays()
         missing = set(names) - set(arrays)
         if missing:
             raise CacheError(f"unit {unit}: no data for {sorted(missing)}")
         record = np.zeros(1 + len(names), dtype=np.uint32)
-        stats = np.zeros((self.num_sections, len(STAT_FIELDS)), dtype=np.float64)
+        final = np.zeros((self.num_sections, len(STAT_FIELDS))) if stats is None else np.array(stats, np.float64)
         for j, name in enumerate(names):
             x = arrays[name]
             if len(x) != e - s:
                 raise CacheError(f"unit {unit}: {name} has {len(x)} rows, expected {e - s}")
             self.array(name)[s:e] = x
-            if self.array(name).filters:  # a lossy filter (bit rounding) changes what is stored: vouch for that
-                x = self.array(name)[s:e]
+            lossy = bool(self.array(name).filters)
+            if lossy:  # a lossy filter (bit rounding) changes what is stored: vouch for that
+                x = read_array(self.array(name), slice(s, e))
             record[1 + j] = crc32(x)
-            if name.startswith("boundary/"):
+            if name.startswith("boundary/") and (stats is None or lossy):
                 k = int(name.split("/")[1]) - 1
                 x64 = x.astype(np.float64)
-                stats[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())
-        self.array(STATS)[unit] = stats
+                final[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())
+        self.array(STATS)[unit] = final
         record[0] = 1
         self.array(PROGRESS)[unit] = record  # last: the record vouches for data that is already stored
         return self.stored_bytes_of_unit(unit)

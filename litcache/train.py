@@ -118,7 +118,10 @@ class LitObjective(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = to_unit_float(batch["input"]) if "input" in batch else None
+        bounds: list[torch.Tensor] | dict[int, torch.Tensor]  # the teacher's b0..bS, or the cached ones by index
+        t_logits: torch.Tensor | None  # None when the batch has no logits (IR only, or labels only)
         if self._teacher:
+            assert x is not None, "online LIT reads 'input' (see required_arrays)"
             with torch.no_grad():
                 bounds, t_logits = self._teacher[0].forward_boundaries(x)
         else:
@@ -126,7 +129,7 @@ class LitObjective(nn.Module):
                 k: batch[boundary_name(k)].float()
                 for k in range(1, self.student.num_sections + 1)
                 if boundary_name(k) in batch
-            }  # type: ignore[assignment]
+            }
             t_logits = batch.get("logits")
             if x is not None and 1 in self.sections:
                 with torch.no_grad():
@@ -189,7 +192,7 @@ def _fit(
             desc=f"{desc} {epoch + 1}/{epochs}",
             show_progress=show_progress,
         )
-        rec = {"epoch": epoch, **rec, "lr": scheduler.get_last_lr()[0]}
+        rec = {"epoch": epoch, **rec, "lr": float(scheduler.get_last_lr()[0])}
         records.append(rec)
         if not is_main_process():
             continue
