@@ -441,7 +441,7 @@ def run_cmd(
 @click.option(
     "--samples",
     type=click.IntRange(min=100),
-    default=10000,
+    default=6000,
     show_default=True,
     help="Training samples used (the first N of the train split).",
 )
