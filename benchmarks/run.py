@@ -480,12 +480,13 @@ class Bench:
         raw = sum(x.nbytes for x in data.values())
         elements = sum(x.size for x in data.values())
         settings = [
-            ("zstd-1 (default)", StoreConfig()),
-            ("zstd-3", StoreConfig(level=3)),
-            ("blosc-lz4-1 shuffle", StoreConfig(codec="blosc-lz4", level=1)),
-            ("blosc-zstd-1 shuffle", StoreConfig(codec="blosc-zstd", level=1)),
-            ("zstd-1 + bitround 7", StoreConfig(bitround_keepbits=7)),
-            ("zstd-1 + bitround 5", StoreConfig(bitround_keepbits=5)),
+            ("blosc-zstd-1 shuffle 1MiB (default)", StoreConfig()),
+            ("blosc-zstd-1 shuffle, Blosc blocks", StoreConfig(blosc_blocksize=0)),
+            ("blosc-lz4-1 shuffle 1MiB", StoreConfig(codec="blosc-lz4")),
+            ("zstd-1", StoreConfig(codec="zstd")),
+            ("zstd-3", StoreConfig(codec="zstd", level=3)),
+            ("default + bitround 7", StoreConfig(bitround_keepbits=7)),
+            ("default + bitround 5", StoreConfig(bitround_keepbits=5)),
             ("none", StoreConfig(codec="none")),
         ]
         table = []
@@ -526,7 +527,7 @@ class Bench:
                 {
                     "codec": label,
                     "dtype": "float16",
-                    "store": {k: getattr(cfg, k) for k in ("codec", "level", "bitround_keepbits")},
+                    "store": {k: getattr(cfg, k) for k in ("codec", "level", "blosc_blocksize", "bitround_keepbits")},
                     "bytes_per_element": stored / elements,
                     "ratio_vs_float16": raw / stored,
                     "write_MBps": raw / 1e6 / median(writes),
@@ -828,7 +829,7 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"\n{'codec_table (float16)':<24} {'B/elem':>7} {'write MB/s':>11} {'read MB/s':>10} {'rel max err':>12}")
         for row in results["codec_table"]["value"]:
             print(
-                f"{row['codec']:<24} {row['bytes_per_element']:>7.3f} {row['write_MBps']:>11.0f} "
+                f"{row['codec']:<36} {row['bytes_per_element']:>7.3f} {row['write_MBps']:>11.0f} "
                 f"{row['read_MBps']:>10.0f} {row['max_abs_error_rel_to_absmax']:>12.2e}"
             )
 

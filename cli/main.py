@@ -204,7 +204,7 @@ def extract_cmd(
         show_progress=not quiet,
     )
     state = "complete" if s["complete"] else f"INCOMPLETE ({s['units_total']} units in all; --resume continues)"
-    ratio = s["raw_bytes"] / max(s["stored_bytes"], 1)
+    ratio = s["ratio"]
     click.echo(
         f"{output}: {s['units_written']} units written in {s['seconds']:.1f}s, "
         f"{s['stored_bytes'] / 1e6:.1f} MB stored (ratio {ratio:.2f}), {state}"

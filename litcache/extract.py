@@ -124,27 +124,42 @@ def _check_resumable(cache: CacheWriter, manifest: Mapping[str, Any]) -> None:
 
 
 class _UnitWriter:
-    """Writer threads behind a bounded semaphore; the first error stops the run."""
+    """Writer threads behind a bounded semaphore; the first error stops the run.
+
+    The compression ratio for the progress bar comes from a sample of units (the first few, then every 16th):
+    a size look-up per unit would cost the writers more than it tells.
+    """
 
     def __init__(self, cache: CacheWriter, threads: int, max_in_flight: int) -> None:
         self.cache = cache
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="litcache-writer")
         self.slots = threading.BoundedSemaphore(max_in_flight)
-        self.futures: list[Future[tuple[int, int]]] = []
+        self.futures: list[Future[None]] = []
         self.lock = threading.Lock()
         self.raw_bytes = 0
-        self.stored_bytes = 0
+        self.sampled_raw = 0
+        self.sampled_stored = 0
+        self.written = 0
 
-    def _write(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> tuple[int, int]:
+    def _write(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> None:
         try:
-            stored = self.cache.write_unit(unit, arrays, stats)
+            self.cache.write_unit(unit, arrays, stats)
             raw = sum(a.nbytes for a in arrays.values())
             with self.lock:
                 self.raw_bytes += raw
-                self.stored_bytes += stored
-            return unit, stored
+                self.written += 1
+                sample = self.written <= 4 or self.written % 16 == 0
+            if sample:
+                stored = self.cache.stored_bytes_of_unit(unit)
+                with self.lock:
+                    self.sampled_raw += raw
+                    self.sampled_stored += stored
         finally:
             self.slots.release()
+
+    def ratio(self) -> float:
+        with self.lock:
+            return self.sampled_raw / max(self.sampled_stored, 1)
 
     def submit(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> None:
         self.raise_first_error()
@@ -271,9 +286,7 @@ def extract(
                     writer.submit(u, arrays, stats)
                 bar.update(len(rows))
                 elapsed = max(time.perf_counter() - started, 1e-9)
-                with writer.lock:
-                    raw, stored = writer.raw_bytes, writer.stored_bytes
-                bar.set_postfix(MBps=f"{raw / elapsed / 1e6:.1f}", ratio=f"{raw / max(stored, 1):.2f}")
+                bar.set_postfix(MBps=f"{writer.raw_bytes / elapsed / 1e6:.1f}", ratio=f"{writer.ratio():.2f}")
         finally:
             writer.close()
     seconds = time.perf_counter() - started
@@ -288,5 +301,6 @@ def extract(
         "complete": complete,
         "seconds": seconds,
         "raw_bytes": writer.raw_bytes,
-        "stored_bytes": writer.stored_bytes,
+        "stored_bytes": cache.stored_bytes(),
+        "ratio": writer.ratio(),  # raw / stored over the sampled units of this run
     }
