@@ -826,7 +826,7 @@ def print_table(results: dict[str, Any]) -> None:
             unit = " MB" if key == "teacher_free_memory" else ""
             print(f"{key:<24} {r['value']:>10.3f}{unit:<3}{r['target']:<22} {str(r['met']):<5}")
     if "codec_table" in results:
-        print(f"\n{'codec_table (float16)':<24} {'B/elem':>7} {'write MB/s':>11} {'read MB/s':>10} {'rel max err':>12}")
+        print(f"\n{'codec_table (float16)':<36} {'B/elem':>7} {'write MB/s':>11} {'read MB/s':>10} {'rel max err':>12}")
         for row in results["codec_table"]["value"]:
             print(
                 f"{row['codec']:<36} {row['bytes_per_element']:>7.3f} {row['write_MBps']:>11.0f} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -309,6 +310,8 @@ def train_sections_cmd(
         teacher_path=teacher,
         show_progress=not quiet,
     )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for all
+        return
     if records:
         last = records[-1]
         parts = " ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith(("ir/", "kd")))

@@ -11,6 +11,7 @@ import torch
 import zarr
 from click.testing import CliRunner, Result
 
+import litcache.stream
 import litcache.train
 from litcache import extract, load_model, open_cache
 from litcache.cli.main import main
@@ -336,3 +337,41 @@ def test_a_deleted_chunk_is_caught_on_read(cache_copy: Path, tmp_path: Path) -> 
     result = invoke("train-sections", "-c", cache_copy, "-o", tmp_path / "out", "-q")
     assert_clean_error(result, "boundary/2", "checksum", "inspect --verify")
     assert [p for p in open_cache(str(cache_copy)).verify() if "boundary/2 does not match" in p]
+
+
+def test_torchrun_ddp_trains_sections_with_equal_batches(cache_path: Path, tmp_path: Path) -> None:
+    # two gloo ranks on the CPU: DDP needs every rank to run the same number of steps, or it hangs
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "litcache",
+        "train-sections",
+        "-q",
+        "-c",
+        str(cache_path),
+        "-o",
+        str(out),
+        "--epochs",
+        "2",
+        "--set",
+        "stream.batch_size=16",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [0, 1]  # rank 0 alone writes
+    stream = CacheStream(open_cache(str(cache_path)), ["input"], StreamConfig(batch_size=16, workers=0))
+    per_rank = litcache.stream.batches_per_rank(litcache.stream.epoch_ranges(stream.cache, 0, 0), 2, 16)
+    assert records[0]["samples"] == per_rank * 16
+    assert done.stdout.count("epoch 2") == 1  # one summary line, from rank 0
+    student = assemble_student(open_cache(str(cache_path)), out)
+    assert all(torch.isfinite(p).all() for p in student.parameters())
