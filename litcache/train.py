@@ -360,8 +360,9 @@ def train_end_to_end(
 ) -> list[dict[str, Any]]:
     """The KD pass (from ``sections_dir``), or a baseline from a fresh student: KD only, or ``labels_only``.
 
-    Writes a standalone checkpoint ``out`` (architecture + weights, usable without the cache) and
-    ``out.metrics.jsonl`` beside it.
+    Baselines take their optimiser settings (lr, momentum, weight decay, schedule) from ``cfg.train``, like a
+    LIT student's sections; the KD pass takes them from ``cfg.kd``. Writes a standalone checkpoint ``out``
+    (architecture + weights, usable without the cache) and ``out.metrics.jsonl`` beside it.
     """
     kc = cfg.kd
     epochs = epochs or kc.epochs
@@ -384,11 +385,13 @@ def train_end_to_end(
     metrics = out.with_name(out.name + ".metrics.jsonl")
     if not resume and metrics.exists():
         metrics.unlink()
+    # the KD pass fine-tunes trained sections (kd.lr); a baseline learns from scratch with the students' train.lr
+    opt_cfg = kc if sections_dir is not None else cfg.train
     records = _fit(
         objective,
         stream,
         trainable,
-        kc,
+        opt_cfg,
         epochs,
         device,
         out.with_name(out.name + ".train-state.pt"),
