@@ -1,0 +1,64 @@
+"""A cache on an S3-compatible object store (moto's server on loopback), through fsspec URLs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from litcache.config import PipelineConfig
+from litcache.errors import CacheError
+from litcache.extract import extract
+from litcache.store import open_cache
+from litcache.stream import CacheStream
+
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+pytest.importorskip("s3fs", reason="s3fs is in the test extra")
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    import s3fs
+
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
+    if not fs.exists("litcache-test"):
+        fs.mkdir("litcache-test")
+    return "s3://litcache-test"
+
+
+def test_extract_to_s3_and_stream_back(
+    s3_env: str, tiny_cfg: PipelineConfig, teacher_path: Path, cache_path: Path
+) -> None:
+    url = f"{s3_env}/run1.zarr"
+    summary = extract(tiny_cfg, str(teacher_path), url, show_progress=False)
+    assert summary["complete"]
+    remote, local = open_cache(url), open_cache(str(cache_path))
+    assert remote.verify() == []
+    for name in local.data_arrays():  # the same extraction, bit for bit, whatever the store
+        assert np.array_equal(remote.array(name)[:], local.array(name)[:]), name
+    stream = CacheStream(remote, ["input", "boundary/1"], tiny_cfg.stream)
+    rows = np.concatenate([b["row"].numpy() for b in stream.epoch(0)])
+    assert len(rows) == len(set(rows.tolist())) == stream.num_batches(0) * tiny_cfg.stream.batch_size
+    with pytest.raises(CacheError, match="--resume"):
+        extract(tiny_cfg, str(teacher_path), url, show_progress=False)
