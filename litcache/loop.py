@@ -46,7 +46,8 @@ def train_one_epoch(
             for k, v in parts.items():
                 sums[k] += float(v.detach()) * n
             bar.update(1)
-            bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}", refresh=False)
+            rate = seen / max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
     seconds = time.perf_counter() - started
     out = {k: v / max(seen, 1) for k, v in sums.items()}
     out.update(samples=float(seen), seconds=seconds, samples_per_s=seen / max(seconds, 1e-9))

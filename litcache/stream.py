@@ -193,4 +193,7 @@ class CacheStream:
                 persistent_workers=False,
                 prefetch_factor=4,
             )
-        return itertools.islice(rebatch(source, self.cfg.batch_size), nb)
+        batches = itertools.islice(rebatch(source, self.cfg.batch_size), nb)
+        if self.pin_memory and self.cfg.workers == 0:  # the DataLoader pins when workers read
+            return ({k: v.pin_memory() for k, v in b.items()} for b in batches)
+        return batches
