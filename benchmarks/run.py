@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import webdataset as wds
 import zarr
 
 import litcache
@@ -44,7 +43,7 @@ from litcache.loop import evaluate
 from litcache.models import build_model
 from litcache.optim import build_optimizer
 from litcache.store import ArraySpec, Cache, build_codecs, create_cache, open_cache
-from litcache.stream import ROW, CacheStream, epoch_ranges, shuffle_batches, to_tensors
+from litcache.stream import ROW, CacheStream
 from litcache.summary import summarize
 from litcache.supervised import train_teacher
 from litcache.train import LitObjective, build_student, set_train_mode, train_sections
@@ -242,16 +241,8 @@ class MemmapStream(CacheStream):
         super().__init__(cache, arrays, cfg)
         self.folder = folder
 
-    def pipeline(self, epoch: int) -> wds.DataPipeline:
-        descriptors = [{"start": s, "stop": e} for s, e in epoch_ranges(self.cache, epoch, self.cfg.seed)]
-        return wds.DataPipeline(
-            lambda: iter(descriptors),
-            wds.split_by_node,
-            wds.split_by_worker,
-            read_memmaps(self.folder, self.arrays),
-            shuffle_batches(self.cfg.shuffle_buffer, self.cfg.batch_size, self.cfg.seed, epoch),
-            to_tensors,
-        )
+    def read_stage(self) -> Callable[..., Any]:
+        return read_memmaps(self.folder, self.arrays)
 
 
 def stream_rate(stream: CacheStream, epoch: int = 0) -> tuple[float, float]:

@@ -168,13 +168,17 @@ class CacheStream:
         _, world = self.world()
         return batches_per_rank(epoch_ranges(self.cache, epoch, self.cfg.seed), world, self.cfg.batch_size)
 
+    def read_stage(self) -> Callable[..., Any]:
+        """The stage that turns range descriptors into arrays (benchmarks swap in other readers here)."""
+        return read_chunks(self.cache.url, self.arrays, self.storage_options, self.cfg.verify)
+
     def pipeline(self, epoch: int) -> wds.DataPipeline:
         descriptors = [{"start": s, "stop": e} for s, e in epoch_ranges(self.cache, epoch, self.cfg.seed)]
         return wds.DataPipeline(
             lambda: iter(descriptors),
             wds.split_by_node,
             wds.split_by_worker,
-            read_chunks(self.cache.url, self.arrays, self.storage_options, self.cfg.verify),
+            self.read_stage(),
             shuffle_batches(self.cfg.shuffle_buffer, self.cfg.batch_size, self.cfg.seed, epoch),
             to_tensors,
         )
