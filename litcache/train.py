@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from litcache.checkpoint import atomic_torch_save, load_model, save_model
-from litcache.config import PipelineConfig, StreamConfig, save_resolved
+from litcache.config import PipelineConfig, save_resolved
 from litcache.data import to_unit_float
 from litcache.distributed import init_distributed, is_main_process, wrap_ddp
 from litcache.errors import CheckpointError, CompatibilityError, ConfigError
@@ -55,8 +55,8 @@ def build_student(cache: Cache, arch: str, *, copy_teacher_parts: bool = True, s
     """A student of ``arch`` that fits the cache; stem and head copied from the teacher and frozen."""
     m = cache.manifest
     torch.manual_seed(seed)
-    stem_norm = {k: v for k, v in teacher_part_states(cache)["stem"].items() if k.startswith("0.")}
-    mean, std = stem_norm["0.mean"].flatten().tolist(), stem_norm["0.std"].flatten().tolist()
+    parts = teacher_part_states(cache)  # read once: the stem's normalisation and, below, the weights
+    mean, std = parts["stem"]["0.mean"].flatten().tolist(), parts["stem"]["0.std"].flatten().tolist()
     student = build_model(arch, m["teacher"]["num_classes"], mean, std)
     check_compatible(
         cache.boundary_shapes(),
@@ -65,7 +65,6 @@ def build_student(cache: Cache, arch: str, *, copy_teacher_parts: bool = True, s
         f"student {arch}",
     )
     if copy_teacher_parts:
-        parts = teacher_part_states(cache)
         student.stem.load_state_dict(parts["stem"])
         student.head.load_state_dict(parts["head"])
         for p in (*student.stem.parameters(), *student.head.parameters()):
@@ -210,12 +209,12 @@ def _fit(
     return records
 
 
-def _prepare(cfg: PipelineConfig, cache_url: str, out: Path) -> tuple[Cache, torch.device, StreamConfig]:
+def _prepare(cfg: PipelineConfig, cache_url: str, out: Path) -> tuple[Cache, torch.device]:
     cache = open_cache(cache_url)
     cache.require_complete()
     out.mkdir(parents=True, exist_ok=True)
     device = init_distributed(resolve_device(cfg.train.device))
-    return cache, device, cfg.stream
+    return cache, device
 
 
 def _load_teacher(path: str | None, cache: Cache, device: torch.device) -> SectionedModel | None:
@@ -253,7 +252,7 @@ def train_sections(
     arch = student_arch or tc.student
     epochs = epochs or tc.epochs
     out = Path(out)
-    cache, device, stream_cfg = _prepare(cfg, cache_url, out)
+    cache, device = _prepare(cfg, cache_url, out)
     n_sections = cache.num_sections
     if section is not None and not 1 <= section <= n_sections:
         raise ConfigError(f"--section must be in 1..{n_sections} for this cache, got {section}")
@@ -263,7 +262,7 @@ def train_sections(
     student = build_student(cache, arch, seed=tc.seed).to(device)
     teacher = _load_teacher(teacher_path, cache, device)
     objective = LitObjective(student, sections, tc.beta, tc.temperature, tc.alpha, teacher)
-    stream = CacheStream(cache, objective.required_arrays(), stream_cfg, pin_memory=device.type == "cuda")
+    stream = CacheStream(cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda")
     if tc.beta == 0:  # sections not trained here take no gradient (DDP would wait for theirs)
         for k in set(range(1, n_sections + 1)) - set(sections):
             student.sections[k - 1].requires_grad_(False)
@@ -367,7 +366,7 @@ def train_end_to_end(
     kc = cfg.kd
     epochs = epochs or kc.epochs
     out = Path(out)
-    cache, device, stream_cfg = _prepare(cfg, cache_url, out.parent)
+    cache, device = _prepare(cfg, cache_url, out.parent)
     if sections_dir is not None:
         student = assemble_student(cache, sections_dir, student_arch)
         mode = "lit-kd"
@@ -379,7 +378,7 @@ def train_end_to_end(
     alpha = 0.0 if labels_only else kc.alpha
     objective = LitObjective(student, [], 1.0, kc.temperature, alpha, teacher)
     arrays = ["input", "rows/label"] if labels_only or teacher else objective.required_arrays()
-    stream = CacheStream(cache, arrays, stream_cfg, pin_memory=device.type == "cuda")
+    stream = CacheStream(cache, arrays, cfg.stream, pin_memory=device.type == "cuda")
     trainable = [p for p in student.parameters() if p.requires_grad]
     save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
     metrics = out.with_name(out.name + ".metrics.jsonl")
