@@ -14,9 +14,10 @@ The student's stem and head are copied from the teacher parts the cache holds an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,25 @@ def set_train_mode(student: SectionedModel) -> None:
             part.eval()
 
 
+@contextlib.contextmanager
+def batch_stats_only(module: nn.Module) -> Iterator[None]:
+    """Batch norm normalises with the batch's statistics but leaves the running statistics alone.
+
+    The combined objective runs every section twice a step: on the teacher's boundary (IR) and inside the
+    student's own forward (KD). Inference sees only the second distribution, so only it may update the
+    running statistics; letting both in leaves a blend that fits neither (9 points of test accuracy lost on
+    CIFAR-10, see BENCHMARKS.md).
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False  # in train mode: batch statistics, running buffers neither read nor written
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
 class LitObjective(nn.Module):
     """Every training mode's loss: ``forward(batch) -> {"loss": total, "ir/s1": ..., "kd": ...}``.
 
@@ -134,8 +154,10 @@ class LitObjective(nn.Module):
                 with torch.no_grad():
                     bounds[0] = self.student.stem(x)  # the frozen stem is the teacher's
         parts: dict[str, torch.Tensor] = {}
-        for k in self.sections:
-            parts[f"ir/s{k}"] = ir_loss(self.student.sections[k - 1](bounds[k - 1]), bounds[k])
+        # with KD in the objective, the end-to-end forward below owns the running statistics (see batch_stats_only)
+        with batch_stats_only(self.student.sections) if self.beta > 0 else contextlib.nullcontext():
+            for k in self.sections:
+                parts[f"ir/s{k}"] = ir_loss(self.student.sections[k - 1](bounds[k - 1]), bounds[k])
         kd = None
         if self.beta > 0:
             kd = kd_loss(self.student(x), t_logits, batch["rows/label"].long(), self.temperature, self.alpha)

@@ -16,6 +16,7 @@ import litcache.train
 from litcache import extract, load_model, open_cache
 from litcache.cli.main import main
 from litcache.config import PipelineConfig, StreamConfig
+from litcache.data import to_unit_float
 from litcache.errors import CompatibilityError, ConfigError
 from litcache.stream import CacheStream
 from litcache.train import (
@@ -213,6 +214,38 @@ def test_online_and_cached_lit_give_the_same_loss(
     assert cached.keys() == online.keys() == {"loss", *SECTIONS} | ({"kd"} if beta else set())
     for key in cached:
         torch.testing.assert_close(cached[key], online[key], rtol=rtol, atol=atol, msg=key)
+
+
+def running_stats(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if "running_" in k}
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.75])
+def test_only_the_students_own_forward_updates_running_statistics(cache_path: Path, beta: float) -> None:
+    """IR passes on teacher boundaries must not move the BN statistics inference uses when KD runs too."""
+    batch = one_batch(cache_path)
+    cache = open_cache(str(cache_path))
+    student = build_student(cache, "resnet8", seed=0)
+    reference = build_student(cache, "resnet8", seed=0)
+    set_train_mode(student)
+    set_train_mode(reference)
+    before = running_stats(student)
+    LitObjective(student, [1, 2, 3], beta, 6.0, 0.95)(batch)
+    after = running_stats(student)
+    assert any(not torch.equal(before[k], after[k]) for k in after), "the step updated no running statistic"
+    if beta > 0:  # exactly the update of one end-to-end forward
+        with torch.no_grad():
+            reference(to_unit_float(batch["input"]))
+        expected = running_stats(reference)
+    else:  # IR only: each section's statistics come from the teacher's boundary, its only input
+        with torch.no_grad():
+            for k in (1, 2, 3):
+                source = reference.stem(to_unit_float(batch["input"])) if k == 1 else batch[f"boundary/{k - 1}"]
+                reference.sections[k - 1](source.float())
+        expected = running_stats(reference)
+    for key in after:
+        torch.testing.assert_close(after[key], expected[key], msg=key)
+    assert all(m.track_running_stats for m in student.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
 def test_online_lit_trains_like_cached_lit(
