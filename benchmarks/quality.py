@@ -45,7 +45,7 @@ def train_variant(
     name: str, cfg: PipelineConfig, cache: str, teacher: str, work: Path, ir_epochs: int, kd_epochs: int
 ) -> str:
     """Train one variant; returns its standalone checkpoint."""
-    out = work / f"{name}-seed{cfg.train.seed}"
+    out = work / f"{name}-seed{cfg.train.seed}-ir{ir_epochs}-kd{kd_epochs}"
     ckpt = out / "student.pt"
     total = ir_epochs + kd_epochs
     q = {"show_progress": False}
@@ -75,6 +75,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--ir-epochs", type=int, default=None, help="IR epochs (then --kd-epochs of KD)")
     ap.add_argument("--kd-epochs", type=int, default=None)
+    ap.add_argument(
+        "--views",
+        type=int,
+        default=None,
+        help="cached views (default: one per epoch); fewer reuses a smaller cache, epoch e reading view e mod views",
+    )
     ap.add_argument("--limit", type=int, default=None, help="training samples (default: all)")
     ap.add_argument("--test-limit", type=int, default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
@@ -94,12 +100,13 @@ def main() -> None:
     limit = args.limit or (3000 if quick else None)
     test_limit = args.test_limit or (2000 if quick else None)
     seeds = args.seeds[:1] if quick and args.seeds == [0, 1] else args.seeds
+    views = args.views or ir_epochs + kd_epochs
     work = Path(args.work) / ("quick" if quick else "full")
     work.mkdir(parents=True, exist_ok=True)
     base = [
         args.pipeline,
         f"data.source={json.dumps(args.data)}",
-        f"extract.views={ir_epochs + kd_epochs}",
+        f"extract.views={views}",
         f"train.epochs={ir_epochs}",
         f"kd.epochs={kd_epochs}",
     ]
@@ -131,6 +138,8 @@ def main() -> None:
         accs, secs = [], []
         for seed in seeds:
             key = f"{name}/seed{seed}/ir{ir_epochs}/kd{kd_epochs}/n{limit}"
+            if views != ir_epochs + kd_epochs:
+                key += f"/v{views}"
             if key not in done:
                 scfg = seeded(base, seed)
                 started = time.perf_counter()
@@ -156,6 +165,7 @@ def main() -> None:
                     "ir_epochs": ir_epochs,
                     "kd_epochs": kd_epochs,
                     "epochs_total": ir_epochs + kd_epochs,
+                    "views": views,
                     "beta_combined": 0.75,
                     "temperature": cfg.kd.temperature,
                     "alpha": cfg.kd.alpha,

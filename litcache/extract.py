@@ -198,16 +198,18 @@ def _teacher_rows(
 def unit_stats(bounds: list[torch.Tensor]) -> np.ndarray:
     """(S, 3) float64: sum, sum of squares and max |x| of each boundary of one unit, of the stored values.
 
-    Computed where the tensors are (the GPU, when there is one), in float64 without a float64 copy; the max
-    doubles as the overflow check of the cast.
+    Computed where the tensors are (the GPU, when there is one). The max is exact and doubles as the overflow
+    check of the cast; the sums add float32 partial sums per row (exact widening of the stored values, relative
+    error about 1e-8) in float64, several times cheaper on a CPU than float64 throughout.
     """
     rows = []
     for k, t in enumerate(bounds, start=1):
-        peak = t.abs().amax().double()
+        lo, hi = torch.aminmax(t)
+        peak = torch.maximum(-lo, hi).double()
         if not torch.isfinite(peak):
             raise CacheError(f"boundary {k} does not fit {t.dtype} (it overflows); set store.dtype=float32")
-        norm = torch.linalg.vector_norm(t, 2, dtype=torch.float64)
-        rows.append(torch.stack([t.sum(dtype=torch.float64), norm * norm, peak]))
+        x = t.float().reshape(len(t), -1)
+        rows.append(torch.stack([x.sum(1).double().sum(), x.square().sum(1).double().sum(), peak]))
     return torch.stack(rows).cpu().numpy()
 
 

@@ -68,7 +68,7 @@ def test_boundary_stats_match_the_arrays(cache_path: Path) -> None:
     cache = open_cache(str(cache_path))
     for k, st in enumerate(cache.manifest["boundary_stats"], start=1):
         x = cache.array(f"boundary/{k}")[:].astype(np.float64)
-        assert st["mean"] == pytest.approx(x.mean(), rel=1e-9)
+        assert st["mean"] == pytest.approx(x.mean(), rel=1e-7)  # float32 partial sums per row
         assert st["std"] == pytest.approx(x.std(), rel=1e-6)
         assert st["abs_max"] == np.abs(x).max()
     assert cache.boundary_stats() == cache.manifest["boundary_stats"]
