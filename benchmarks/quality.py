@@ -126,8 +126,12 @@ def main() -> None:
 
     cache = str(work / "cache.zarr")
     started = time.perf_counter()
-    extract(cfg, teacher, cache, limit=limit, resume=Path(cache).exists(), show_progress=False)
-    extract_seconds = time.perf_counter() - started
+    summary = extract(cfg, teacher, cache, limit=limit, resume=Path(cache).exists(), show_progress=False)
+    # the extraction's time is kept beside the cache: a later run that finds the cache complete reports it
+    extract_record = work / "extract.json"
+    if summary["units_written"]:
+        extract_record.write_text(json.dumps({"seconds": time.perf_counter() - started, **summary}, indent=2))
+    extract_seconds = json.loads(extract_record.read_text())["seconds"] if extract_record.is_file() else None
     cache_info = summarize(open_cache(cache))
 
     # each (variant, seed) result is kept in the work folder, so a later run with more seeds adds to it
@@ -181,7 +185,7 @@ def main() -> None:
         print(f"{r['name']:<22} {r['accuracy']:>9.4f} {r['accuracy_spread']:>7.4f} {r['seconds']:>8.0f}")
     print(
         f"teacher {teacher_eval['arch']} {teacher_eval['accuracy']:.4f}; cache {cache_info['stored_bytes'] / 1e9:.2f}"
-        f" GB for {cache_info['rows']} rows, extracted in {extract_seconds:.0f}s"
+        f" GB for {cache_info['rows']} rows, extracted in {extract_seconds or float('nan'):.0f}s"
     )
     out = (
         Path(args.output)
