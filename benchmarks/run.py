@@ -12,6 +12,7 @@ run alternately (A B A B ...) and each figure is the median over its repeats. Se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -164,8 +165,11 @@ def rmtree(path: Path) -> None:
 # -- stage-one helpers -------------------------------------------------------------------------------------------
 @torch.inference_mode()
 def forward_only(teacher: Any, images: ImageSet, cfg: PipelineConfig, rows_per_unit: int, rows: int) -> float:
-    """extract()'s device loop without the cast, copy and write: views + forward_boundaries, same batches."""
+    """extract()'s device loop without the cast, copy and write: views + forward_boundaries, same batches and
+    the same memory format (``extract.channels_last``)."""
     device = next(teacher.parameters()).device
+    layout = torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
+    teacher.to(memory_format=layout)
     batch = cfg.extract.batch_size
     units = range(math.ceil(rows / rows_per_unit))
     units_per_step = max(1, batch // rows_per_unit)
@@ -175,7 +179,8 @@ def forward_only(teacher: Any, images: ImageSet, cfg: PipelineConfig, rows_per_u
         r = np.concatenate([np.arange(s, e) for s, e in ranges])
         x = make_views(images, cfg.data, cfg.extract.seed, r % len(images), r // len(images))
         for start in range(0, len(x), batch):
-            teacher.forward_boundaries(to_unit_float(x[start : start + batch].to(device, non_blocking=True)))
+            xb = to_unit_float(x[start : start + batch].to(device, non_blocking=True))
+            teacher.forward_boundaries(xb.contiguous(memory_format=layout))
     return time.perf_counter() - started
 
 
@@ -397,7 +402,8 @@ class Bench:
         teacher, _ = load_model(teacher_path)
         teacher.to(self.device).eval()
         forward_only(teacher, self.images, self.cfg, rows_per_unit, rows_per_unit)
-        ext, base, calls, ext_cpu, base_cpu = [], [], [], [], []
+        ext, base, calls, ext_cpu, base_cpu, nchw = [], [], [], [], [], []
+        nchw_cfg = self.cfg.replace(extract=dataclasses.replace(self.cfg.extract, channels_last=False))
         for r in range(reps):
             s = timed_extract(self.cfg, teacher_path, out, n)
             ext.append(s["seconds"])
@@ -406,6 +412,7 @@ class Bench:
             cpu = cpu_seconds()
             base.append(forward_only(teacher, cached_load_images(self.data, "train", n), self.cfg, rows_per_unit, rows))
             base_cpu.append(cpu_seconds() - cpu)
+            nchw.append(forward_only(teacher, cached_load_images(self.data, "train", n), nchw_cfg, rows_per_unit, rows))
             log(
                 f"extract rep {r + 1}/{reps}: extract {ext[-1]:.2f}s, forward only {base[-1]:.2f}s "
                 f"(CPU {ext_cpu[-1]:.2f}s incl. set-up / {base_cpu[-1]:.2f}s)"
@@ -421,6 +428,9 @@ class Bench:
             extract_call_seconds=calls,
             median_extract_s=median(ext),
             median_forward_only_s=median(base),
+            channels_last=self.cfg.extract.channels_last,
+            forward_only_nchw_seconds=nchw,
+            channels_last_speedup=median(nchw) / median(base),
             pairwise_ratios=[a / b for a, b in zip(ext, base, strict=True)],
             call_wall_ratio=median(calls) / median(base),
             extract_call_cpu_seconds=ext_cpu,
@@ -436,7 +446,7 @@ class Bench:
             teacher=teacher_info["arch"] + " (real weights)",
             warmup_units=warm["units_written"],
             note="extract's own timed loop (summary['seconds']: views, forward, cast, background encode+write, "
-            "drain) / the same loop with forward_boundaries only; call_wall_ratio adds teacher load, "
+            "drain) / the same loop with forward_boundaries only (same memory format); call_wall_ratio adds teacher load, "
             "fingerprints, cache creation and finish(); cpu_ratio = CPU seconds of the work (all threads; "
             "extract's set-up, measured by a max_units=0 call, subtracted) / those of the forward-only loop. "
             "Both ratios move with other load: extra threads win CPU from other processes, and OpenMP threads "

@@ -77,6 +77,7 @@ class ExtractConfig:
     device: str = "auto"  # auto = cuda when available, else cpu
     queue_units: int = 4  # bound on encoded-but-unwritten units: memory stays bounded
     writers: int = 2  # background threads that encode and write
+    channels_last: bool = True  # the teacher runs NHWC (faster convolutions); the cache is NCHW either way
 
     def __post_init__(self) -> None:
         _check(self.views >= 1, f"extract.views must be >= 1, got {self.views}")

@@ -52,7 +52,7 @@ def teacher_parts(model: SectionedModel) -> dict[str, np.ndarray]:
     parts = {}
     for part in ("stem", "head"):
         for key, value in getattr(model, part).state_dict().items():
-            parts[f"teacher/{part}/{key}"] = value.detach().cpu().numpy()
+            parts[f"teacher/{part}/{key}"] = value.detach().cpu().contiguous().numpy()
     return parts
 
 
@@ -179,15 +179,24 @@ class _UnitWriter:
 
 @torch.inference_mode()
 def _teacher_rows(
-    teacher: SectionedModel, x: torch.Tensor, batch_size: int, device: torch.device, dtype: torch.dtype
+    teacher: SectionedModel,
+    x: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Boundaries b1..bS (cast to ``dtype``) and float32 logits of uint8 inputs ``x`` (B, C, H, W), on the device."""
+    """Boundaries b1..bS (cast to ``dtype``, NCHW) and float32 logits of uint8 inputs ``x`` (B, C, H, W).
+
+    ``memory_format`` is the layout the teacher computes in (its weights must be in it already).
+    """
     bounds: list[list[torch.Tensor]] = []
     logits = []
     for start in range(0, len(x), batch_size):
         xb = to_unit_float(x[start : start + batch_size].to(device, non_blocking=True))
-        b, out = teacher.forward_boundaries(xb)
-        bounds.append([t.to(dtype) for t in b[1:]])
+        b, out = teacher.forward_boundaries(xb.contiguous(memory_format=memory_format))
+        # one pass casts and lays out as the store expects (a no-op layout change when computed in NCHW)
+        bounds.append([t.to(dtype=dtype, memory_format=torch.contiguous_format) for t in b[1:]])
         logits.append(out.float())
     if len(bounds) == 1:
         return bounds[0], logits[0]
@@ -233,7 +242,8 @@ def extract(
     resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
     device = resolve_device(cfg.extract.device)
     teacher, _ = load_model(teacher_path)
-    teacher.to(device).eval()
+    memory_format = torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
+    teacher.to(device, memory_format=memory_format).eval()
     images = load_images(cfg.data, "train", limit)
     shapes = probe_boundaries(teacher, images.input_shape)
     classes = teacher.num_classes
@@ -270,7 +280,7 @@ def extract(
                 rows = np.concatenate([np.arange(s, e) for s, e in ranges])
                 samples, views = rows % len(images), rows // len(images)
                 x = make_views(images, cfg.data, cfg.extract.seed, samples, views)
-                bounds, logits = _teacher_rows(teacher, x, cfg.extract.batch_size, device, dtype)
+                bounds, logits = _teacher_rows(teacher, x, cfg.extract.batch_size, device, dtype, memory_format)
                 offset = 0
                 for u, (s, e) in zip(step_units, ranges, strict=True):
                     sl = slice(offset, offset + e - s)

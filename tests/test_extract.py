@@ -51,6 +51,26 @@ def test_cache_equals_a_fresh_teacher_forward(cache_path: Path, tiny_cfg: Pipeli
     np.testing.assert_allclose(stored_logits, logits.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_the_teachers_memory_format_does_not_change_the_cache(
+    cache_path: Path, make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path
+) -> None:
+    """extract.channels_last (the default) only changes how the teacher computes: same rows, same NCHW layout."""
+    assert make_cfg().extract.channels_last
+    nchw = tmp_path / "nchw.zarr"
+    extract(make_cfg("extract.channels_last=false"), str(teacher_path), str(nchw), show_progress=False)
+    default, plain = open_cache(str(cache_path)), open_cache(str(nchw))
+    assert default.manifest["teacher"]["fingerprint"] == plain.manifest["teacher"]["fingerprint"]
+    assert default.boundary_shapes() == plain.boundary_shapes()
+    for name in ROW_ARRAYS:
+        a, b = default.array(name)[:], plain.array(name)[:]
+        if name.startswith("boundary/") or name == "logits":  # convolution order differs: rounding only
+            np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=2e-3, atol=2e-3, err_msg=name)
+        else:
+            assert np.array_equal(a, b), name
+    for (name, a), (_, b) in zip(_small(default, "stem"), _small(plain, "stem"), strict=True):
+        assert np.array_equal(a[...], b[...]), name
+
+
 def test_cached_stem_and_input_recompute_boundary_zero(cache_path: Path, teacher_path: Path) -> None:
     cache = open_cache(str(cache_path))
     teacher, _ = load_model(teacher_path)
