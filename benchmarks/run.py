@@ -446,9 +446,9 @@ class Bench:
             teacher=teacher_info["arch"] + " (real weights)",
             warmup_units=warm["units_written"],
             note="extract's own timed loop (summary['seconds']: views, forward, cast, background encode+write, "
-            "drain) / the same loop with forward_boundaries only (same memory format); call_wall_ratio adds teacher load, "
-            "fingerprints, cache creation and finish(); cpu_ratio = CPU seconds of the work (all threads; "
-            "extract's set-up, measured by a max_units=0 call, subtracted) / those of the forward-only loop. "
+            "drain) / the same loop with forward_boundaries only (same memory format); call_wall_ratio adds "
+            "teacher load, fingerprints, cache creation and finish(); cpu_ratio = CPU seconds of the work (all "
+            "threads; extract's set-up, measured by a max_units=0 call, subtracted) / those of the forward-only loop. "
             "Both ratios move with other load: extra threads win CPU from other processes, and OpenMP threads "
             "spin (burning CPU) while their peer is descheduled; compare runs at similar load",
         )
