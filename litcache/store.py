@@ -88,12 +88,14 @@ def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url, **(_opts(url, storage_options) or {}))
 
 
-def _is_cache(url: str, storage_options: Mapping[str, Any] | None) -> bool:
+def _is_cache(url: str, storage_options: Mapping[str, Any] | None, creating: bool = False) -> bool:
+    """Whether ``url`` holds a litcache cache (with ``creating``: one whose creation was interrupted)."""
     try:
         group = zarr.open_group(url, mode="r", storage_options=_opts(url, storage_options))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
         return False
-    return cast(dict[str, Any], group.attrs.get("litcache", {})).get("format") == FORMAT
+    manifest = cast(dict[str, Any], group.attrs.get("litcache", {}))
+    return manifest.get("format") == FORMAT and (not creating or bool(manifest.get("creating")))
 
 
 def _opts(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -113,6 +115,11 @@ class Cache:
             raise CacheError(
                 f"{url} has cache format version {manifest.get('format_version')}; this litcache reads "
                 f"version {FORMAT_VERSION}: re-extract it with this version"
+            )
+        if manifest.get("creating"):
+            raise CacheError(
+                f"{url} was interrupted while its arrays were being created and holds no data: "
+                "run `litcache extract ... --overwrite` to start it again"
             )
         self.manifest: dict[str, Any] = manifest
         self._arrays: dict[str, zarr.Array] = {}
@@ -344,7 +351,12 @@ def create_cache(
         "arrays": {s.name: {"row_shape": list(s.row_shape), "dtype": s.dtype} for s in specs},
         "complete": False,
     }
-    group = zarr.open_group(url, mode="w", storage_options=_opts(url, storage_options))
+    # a provisional manifest from the first write on: an interrupted creation is still recognisably a cache
+    # (--overwrite may delete it) that no reader accepts; the full manifest replaces it last
+    provisional = {"format": FORMAT, "format_version": FORMAT_VERSION, "creating": True}
+    group = zarr.open_group(
+        url, mode="w", storage_options=_opts(url, storage_options), attributes={"litcache": provisional}
+    )
     for spec in specs:
         group.create_array(
             spec.name,
@@ -377,7 +389,7 @@ def create_cache(
     for name, value in small.items():
         arr = group.create_array(name, shape=value.shape, dtype=value.dtype, compressors=ZstdCodec(level=3))
         arr[...] = value
-    group.attrs["litcache"] = manifest  # last: a group without a manifest is not a cache
+    group.attrs["litcache"] = manifest  # last: replaces the provisional manifest
     return CacheWriter(group, url)
 
 
@@ -400,6 +412,11 @@ def prepare_output(url: str, resume: bool, overwrite: bool, storage_options: Map
     if not _is_cache(url, storage_options):
         raise CacheError(
             f"{url} exists and is not a litcache cache; litcache never overwrites it: choose another output path"
+        )
+    if not overwrite and _is_cache(url, storage_options, creating=True):
+        raise CacheError(
+            f"{url} was interrupted while its arrays were being created and holds no data: "
+            "pass --overwrite to start it again"
         )
     if resume:
         return True
