@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,6 +14,7 @@ from litcache.models import SectionedModel
 from litcache.progress import progress_bar
 
 StepFn = Callable[[Any], dict[str, torch.Tensor]]
+POSTFIX_EVERY = 25  # steps between progress-bar loss readings (each one waits for the device)
 
 
 def train_one_epoch(
@@ -31,11 +31,11 @@ def train_one_epoch(
 
     Returns the mean of every part over the epoch (weighted by batch size), ``samples`` and ``samples_per_s``.
     """
-    sums: dict[str, float] = defaultdict(float)
+    sums: dict[str, torch.Tensor] = {}  # on the device: reading a loss every step would sync a GPU every step
     seen = 0
     started = time.perf_counter()
     with progress_bar(total=total or 0, desc=desc, unit="batch", enabled=show_progress) as bar:
-        for batch in loader:
+        for step, batch in enumerate(loader):
             parts = step_fn(batch)
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
@@ -44,12 +44,15 @@ def train_one_epoch(
             n = len(batch[0]) if isinstance(batch, (tuple, list)) else len(next(iter(batch.values())))
             seen += n
             for k, v in parts.items():
-                sums[k] += float(v.detach()) * n
+                weighted = v.detach().double() * n
+                sums[k] = sums[k] + weighted if k in sums else weighted
             bar.update(1)
-            rate = seen / max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(loss=f"{float(parts['loss'].detach()):.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
+            if show_progress and step % POSTFIX_EVERY == 0:
+                rate = seen / max(time.perf_counter() - started, 1e-9)
+                loss = float(parts["loss"].detach())
+                bar.set_postfix(loss=f"{loss:.4f}", samples_per_s=f"{rate:.0f}", refresh=False)
     seconds = time.perf_counter() - started
-    out = {k: v / max(seen, 1) for k, v in sums.items()}
+    out = {k: float(v) / max(seen, 1) for k, v in sums.items()}
     out.update(samples=float(seen), seconds=seconds, samples_per_s=seen / max(seconds, 1e-9))
     return out
 
