@@ -279,7 +279,10 @@ def train_sections(
     if section is not None and not 1 <= section <= n_sections:
         raise ConfigError(f"--section must be in 1..{n_sections} for this cache, got {section}")
     if section is not None and tc.beta > 0:
-        raise ConfigError("--section trains one section with the IR loss only; it needs train.beta=0")
+        raise ConfigError(
+            f"--section trains one section alone, with the IR loss only, but train.beta={tc.beta} asks for the "
+            "combined objective, which needs the whole student: add --set train.beta=0"
+        )
     sections = [section] if section is not None else list(range(1, n_sections + 1))
     student = build_student(cache, arch, seed=tc.seed).to(device)
     teacher = _load_teacher(teacher_path, cache, device)
