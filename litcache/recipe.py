@@ -26,7 +26,7 @@ ARTIFACTS = {
     "config.yaml": "the resolved pipeline config of this run",
     "teacher.pt": "the teacher checkpoint (litcache format: architecture + weights, loads with weights_only)",
     "cache.zarr/": "the teacher cache: boundaries, logits, inputs, labels, teacher stem/head (Zarr v3)",
-    "students/<arch>/sections/": "the student's sections trained from the cache (IR loss), with metrics.jsonl",
+    "students/<arch>/sections/": "sections trained from the cache (IR loss, + KD if train.beta > 0), metrics.jsonl",
     "students/<arch>/student.pt": "the finished LIT student after the KD pass: a standalone checkpoint",
     "baselines/scratch-<arch>.pt": "the same student trained from scratch on the labels, same budget",
     "results.json": "every model's accuracy, parameters, compression ratio and wall time",
