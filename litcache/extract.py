@@ -243,7 +243,7 @@ def extract(
     device = resolve_device(cfg.extract.device)
     teacher, _ = load_model(teacher_path)
     memory_format = torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
-    teacher.to(device, memory_format=memory_format).eval()
+    teacher.to(device).to(memory_format=memory_format).eval()
     images = load_images(cfg.data, "train", limit)
     shapes = probe_boundaries(teacher, images.input_shape)
     classes = teacher.num_classes

@@ -353,7 +353,7 @@ def create_cache(
     }
     # a provisional manifest from the first write on: an interrupted creation is still recognisably a cache
     # (--overwrite may delete it) that no reader accepts; the full manifest replaces it last
-    provisional = {"format": FORMAT, "format_version": FORMAT_VERSION, "creating": True}
+    provisional: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "creating": True}
     group = zarr.open_group(
         url, mode="w", storage_options=_opts(url, storage_options), attributes={"litcache": provisional}
     )
