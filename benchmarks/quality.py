@@ -191,7 +191,8 @@ def main() -> None:
         print(f"{r['name']:<22} {r['accuracy']:>9.4f} {r['accuracy_spread']:>7.4f} {r['seconds']:>8.0f}")
     print(
         f"teacher {teacher_eval['arch']} {teacher_eval['accuracy']:.4f}; cache {cache_info['stored_bytes'] / 1e9:.2f}"
-        f" GB for {cache_info['rows']} rows, extracted in {extract_seconds or float('nan'):.0f}s"
+        f" GB for {cache_info['rows']} rows, "
+        + (f"extracted in {extract_seconds:.0f}s" if extract_seconds else "extracted by an earlier run (time not kept)")
     )
     out = (
         Path(args.output)
