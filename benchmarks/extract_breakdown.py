@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,9 @@ def main() -> None:
         times["forward only"].append(forward_only(teacher, images, cfg, rows_per_unit, 2 * n))
         for name, (overrides, patches) in variants.items():
             vcfg = load_pipeline("cifar10-resnet20-resnet8", base + overrides)
-            with patched_all(patches):
+            with ExitStack() as stack:
+                for obj, attr, value in patches:
+                    stack.enter_context(patched(obj, attr, value))
                 times[name].append(timed_extract(vcfg, args.teacher, out, n)["seconds"])
         print(f"rep {rep + 1}/{args.reps} done", flush=True)
     forward = statistics.median(times["forward only"])
@@ -161,16 +163,6 @@ def main() -> None:
     print(f"  {'write_unit (encode, checksum, store)':<40} {median_ms(lambda: cache.write_unit(0, arrays)):7.1f}")
     stored = sum(int(cache.array(boundary_name(k)).nbytes_stored()) for k in range(1, cache.num_sections + 1))
     print(f"  boundary bytes stored per unit: {stored / units / 1e6:.2f} MB")
-
-
-@contextmanager
-def patched_all(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
-    if not patches:
-        yield
-        return
-    obj, name, value = patches[0]
-    with patched(obj, name, value), patched_all(patches[1:]):
-        yield
 
 
 if __name__ == "__main__":
