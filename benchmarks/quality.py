@@ -87,6 +87,14 @@ def main() -> None:
         help="cached views (default: one per epoch); fewer reuses a smaller cache, epoch e reading view e mod views",
     )
     ap.add_argument("--limit", type=int, default=None, help="training samples (default: all)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every variant, e.g. store.bitround_keepbits=7 (use its own --work)",
+    )
     ap.add_argument("--test-limit", type=int, default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS + EXTRA_VARIANTS)
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "quality"))
@@ -115,6 +123,7 @@ def main() -> None:
         f"train.epochs={ir_epochs}",
         f"kd.epochs={kd_epochs}",
         "train.beta=0",  # IR only for the LIT variants; the combined ones set BETA_COMBINED themselves
+        *args.overrides,
     ]
     cfg = load_pipeline(base[0], base[1:])
 
@@ -176,6 +185,7 @@ def main() -> None:
                     "kd_epochs": kd_epochs,
                     "epochs_total": ir_epochs + kd_epochs,
                     "views": views,
+                    "overrides": args.overrides,
                     "beta_combined": BETA_COMBINED,
                     "temperature": cfg.kd.temperature,
                     "alpha": cfg.kd.alpha,
