@@ -89,14 +89,14 @@ def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(url, **(_opts(url, storage_options) or {}))
 
 
-def _is_cache(url: str, storage_options: Mapping[str, Any] | None, creating: bool = False) -> bool:
-    """Whether ``url`` holds a litcache cache (with ``creating``: one whose creation was interrupted)."""
+def _cache_manifest(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The manifest of the litcache cache at ``url``, or None when ``url`` holds none."""
     try:
         group = zarr.open_group(url, mode="r", storage_options=_opts(url, storage_options))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
-        return False
+        return None
     manifest = cast(dict[str, Any], group.attrs.get("litcache", {}))
-    return manifest.get("format") == FORMAT and (not creating or bool(manifest.get("creating")))
+    return manifest if manifest.get("format") == FORMAT else None
 
 
 def _opts(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -416,11 +416,12 @@ def prepare_output(url: str, resume: bool, overwrite: bool, storage_options: Map
     fs, path = _fs(url, storage_options)
     if not fs.exists(path) or (fs.isdir(path) and not fs.ls(path)):
         return False
-    if not _is_cache(url, storage_options):
+    manifest = _cache_manifest(url, storage_options)
+    if manifest is None:
         raise CacheError(
             f"{url} exists and is not a litcache cache; litcache never overwrites it: choose another output path"
         )
-    if not overwrite and _is_cache(url, storage_options, creating=True):
+    if not overwrite and manifest.get("creating"):
         raise CacheError(
             f"{url} was interrupted while its arrays were being created and holds no data: "
             "pass --overwrite to start it again"
