@@ -37,7 +37,15 @@ import zarr
 import litcache
 import litcache.extract
 from litcache.checkpoint import load_model, save_model
-from litcache.config import DataConfig, ExtractConfig, PipelineConfig, StoreConfig, StreamConfig, TrainConfig
+from litcache.config import (
+    DataConfig,
+    ExtractConfig,
+    PipelineConfig,
+    StoreConfig,
+    StreamConfig,
+    TrainConfig,
+    load_pipeline,
+)
 from litcache.data import ImageSet, load_images, make_views, to_unit_float
 from litcache.extract import extract, resolve_device
 from litcache.loop import evaluate
@@ -338,6 +346,7 @@ class Bench:
         self.cfg = PipelineConfig(
             data=self.data,
             extract=ExtractConfig(views=self.size["views"], device=self.device),
+            store=load_pipeline(None, [f"store.{item}" for item in args.store]).store,
             train=TrainConfig(student=STUDENT, device=self.device),
         )
         self.results: dict[str, Any] = {}
@@ -560,7 +569,7 @@ class Bench:
     def bench_stream(self) -> None:
         """stream_vs_raw and stream_vs_consumption."""
         src = open_cache(str(self.real_cache))
-        cache = tile_cache(src, self.work / "stream.zarr", self.size["stream_rows"], StoreConfig())
+        cache = tile_cache(src, self.work / "stream.zarr", self.size["stream_rows"], self.cfg.store)
         student = build_student(cache, STUDENT, seed=0)
         tc = self.cfg.train
         objective = LitObjective(student, list(range(1, cache.num_sections + 1)), 0.0, tc.temperature, tc.alpha)
@@ -845,6 +854,13 @@ def main() -> None:
     ap.add_argument("--teacher", default=None, help="a ResNet-20 trained on CIFAR-10 (default: reuse or train one)")
     ap.add_argument("--only", nargs="+", choices=STAGES, default=list(STAGES), help="run only these stages")
     ap.add_argument("--output", default=str(RESULTS / "latest.json"))
+    ap.add_argument(
+        "--store",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a store setting for the extraction and stream stages, e.g. --store bitround_keepbits=0 (repeatable)",
+    )
     ap.add_argument("--probe-train", nargs=2, metavar=("CACHE", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--probe-teacher", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--probe-device", default="cpu", help=argparse.SUPPRESS)

@@ -106,7 +106,12 @@ class StoreConfig:
         _check(self.chunk_mb > 0, f"store.chunk_mb must be > 0, got {self.chunk_mb}")
         _check(self.shard_chunks >= 0, f"store.shard_chunks must be >= 0, got {self.shard_chunks}")
         _check(self.blosc_blocksize >= 0, f"store.blosc_blocksize must be >= 0, got {self.blosc_blocksize}")
-        _check(0 <= self.bitround_keepbits <= 23, "store.bitround_keepbits must be in 0..23")
+        bits = 10 if self.dtype == "float16" else 23
+        _check(
+            0 <= self.bitround_keepbits <= bits,
+            f"store.bitround_keepbits must be in 0..{bits} for store.dtype={self.dtype} (0 = lossless), "
+            f"got {self.bitround_keepbits}",
+        )
 
 
 @dataclass(frozen=True)

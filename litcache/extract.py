@@ -177,6 +177,23 @@ class _UnitWriter:
         self.raise_first_error()
 
 
+MANTISSA_BITS = {torch.float16: 10, torch.float32: 23}
+SAME_WIDTH_INT = {torch.float16: torch.int16, torch.float32: torch.int32}
+
+
+def round_mantissa(t: torch.Tensor, keepbits: int) -> torch.Tensor:
+    """``t`` rounded to ``keepbits`` mantissa bits, half to even: numcodecs BitRound, bit for bit, on ``t``'s device.
+
+    Rounding where the boundaries are computed lets the statistics and checksums be of the stored values.
+    """
+    drop = MANTISSA_BITS[t.dtype] - keepbits
+    if drop <= 0:
+        return t
+    b = t.view(SAME_WIDTH_INT[t.dtype])  # two's-complement adds wrap like BitRound's, so the bits agree
+    b = b + (((b >> drop) & 1) + ((1 << (drop - 1)) - 1)).to(b.dtype)
+    return (b & ~((1 << drop) - 1)).view(t.dtype)
+
+
 @torch.inference_mode()
 def _teacher_rows(
     teacher: SectionedModel,
@@ -185,10 +202,12 @@ def _teacher_rows(
     device: torch.device,
     dtype: torch.dtype,
     memory_format: torch.memory_format = torch.contiguous_format,
+    keepbits: int = 0,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Boundaries b1..bS (cast to ``dtype``, NCHW) and float32 logits of uint8 inputs ``x`` (B, C, H, W).
 
-    ``memory_format`` is the layout the teacher computes in (its weights must be in it already).
+    ``memory_format`` is the layout the teacher computes in (its weights must be in it already); ``keepbits``
+    > 0 bit-rounds the boundaries as the store's BitRound filter does.
     """
     bounds: list[list[torch.Tensor]] = []
     logits = []
@@ -196,7 +215,8 @@ def _teacher_rows(
         xb = to_unit_float(x[start : start + batch_size].to(device, non_blocking=True))
         b, out = teacher.forward_boundaries(xb.contiguous(memory_format=memory_format))
         # one pass casts and lays out as the store expects (a no-op layout change when computed in NCHW)
-        bounds.append([t.to(dtype=dtype, memory_format=torch.contiguous_format) for t in b[1:]])
+        cast = [t.to(dtype=dtype, memory_format=torch.contiguous_format) for t in b[1:]]
+        bounds.append([round_mantissa(t, keepbits) for t in cast] if keepbits else cast)
         logits.append(out.float())
     if len(bounds) == 1:
         return bounds[0], logits[0]
@@ -280,7 +300,9 @@ def extract(
                 rows = np.concatenate([np.arange(s, e) for s, e in ranges])
                 samples, views = rows % len(images), rows // len(images)
                 x = make_views(images, cfg.data, cfg.extract.seed, samples, views)
-                bounds, logits = _teacher_rows(teacher, x, cfg.extract.batch_size, device, dtype, memory_format)
+                bounds, logits = _teacher_rows(
+                    teacher, x, cfg.extract.batch_size, device, dtype, memory_format, cfg.store.bitround_keepbits
+                )
                 offset = 0
                 for u, (s, e) in zip(step_units, ranges, strict=True):
                     sl = slice(offset, offset + e - s)

@@ -12,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numcodecs
 import numpy as np
 import zarr
 import zarr.codecs.numcodecs as znc
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
+from zlib_ng import zlib_ng
 
 from litcache.config import StoreConfig
 from litcache.errors import CacheError
@@ -74,13 +78,72 @@ def build_codecs(cfg: StoreConfig, spec: ArraySpec) -> dict[str, Any]:
     return {"compressors": compressors, "filters": filters or None}
 
 
+def bitround(x: np.ndarray, keepbits: int) -> np.ndarray:
+    """``x`` with its float mantissas rounded to ``keepbits`` bits: exactly what the BitRound filter stores.
+
+    Idempotent, so values already rounded (on the device, by the extractor) come back unchanged.
+    """
+    return cast(np.ndarray, numcodecs.BitRound(keepbits).encode(x)).view(x.dtype).reshape(x.shape)
+
+
 def read_array(arr: zarr.Array, sel: Any = slice(None)) -> np.ndarray:
     """``arr[sel]`` typed as the ndarray it is (zarr types reads as scalars or array-likes)."""
     return np.asarray(arr[sel])
 
 
 def crc32(x: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(x).data.cast("B")) & 0xFFFFFFFF
+    """CRC-32 (zlib's) of the array's bytes."""
+    return zlib_ng.crc32(np.ascontiguousarray(x).data.cast("B")) & 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class ChunkDecoder:
+    """Whole-chunk reads of an unsharded row array, decoded with numcodecs straight into a new array.
+
+    The same bytes as zarr's codec pipeline gives, at about half its CPU cost per chunk: one fetch from the
+    store and one decompression into the output, none of the pipeline's buffers and copies. Only the
+    layouts litcache writes qualify (see ``for_array``); every other array is read through zarr.
+    """
+
+    array: zarr.Array
+    decompress: Callable[[Any, np.ndarray], Any] | None  # (stored bytes, output array); None: stored raw
+
+    @classmethod
+    def for_array(cls, arr: zarr.Array) -> ChunkDecoder | None:
+        """A decoder when ``arr`` is unsharded, chunked along rows only, and stored as [BitRound] bytes
+        [blosc | zstd], little-endian; else None."""
+        meta = arr.metadata
+        if arr.shards is not None or arr.chunks[1:] != arr.shape[1:] or not isinstance(meta, ArrayV3Metadata):
+            return None
+        decompress = None
+        for codec in meta.codecs:
+            if isinstance(codec, BytesCodec):
+                if codec.endian is not None and codec.endian.value != sys.byteorder:
+                    return None
+            elif isinstance(codec, BloscCodec) and decompress is None:
+                decompress = numcodecs.blosc.decompress
+            elif isinstance(codec, ZstdCodec) and decompress is None:
+                decompress = numcodecs.Zstd().decode
+            elif getattr(codec, "codec_config", {}).get("id") != "bitround":  # BitRound decodes as itself
+                return None
+        return cls(arr, decompress)
+
+    def keys(self, start: int, stop: int) -> list[tuple[int, str]]:
+        """(first row, store key) of every chunk that holds rows start..stop."""
+        step, tail = self.array.chunks[0], (0,) * (self.array.ndim - 1)
+        first = start // step
+        return [
+            (c * step, f"{self.array.path}/{self.array.metadata.encode_chunk_key((c, *tail))}")
+            for c in range(first, (stop - 1) // step + 1)
+        ]
+
+    def decode(self, stored: Any) -> np.ndarray:
+        out = np.empty(self.array.chunks, dtype=self.array.dtype)
+        if self.decompress is None:
+            out.reshape(-1).view(np.uint8)[:] = np.frombuffer(stored, np.uint8)
+        else:
+            self.decompress(stored, out)
+        return out
 
 
 def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
@@ -124,6 +187,7 @@ class Cache:
             )
         self.manifest: dict[str, Any] = manifest
         self._arrays: dict[str, zarr.Array] = {}
+        self._decoders: dict[str, ChunkDecoder | None] = {}
 
     # -- layout -----------------------------------------------------------------------------------------
     @property
@@ -180,24 +244,52 @@ class Cache:
     def _open(self, name: str) -> zarr.Array:
         return cast(zarr.Array, self.group[name])
 
+    def decoder(self, name: str) -> ChunkDecoder | None:
+        if name not in self._decoders:
+            self._decoders[name] = ChunkDecoder.for_array(self.array(name))
+        return self._decoders[name]
+
     def read(self, names: Iterable[str], start: int, stop: int) -> dict[str, np.ndarray]:
-        """Rows start..stop of each array in ``names``, read concurrently (one zarr round trip for all)."""
+        """Rows start..stop of each array in ``names``: every chunk fetched concurrently (one round trip to
+        the store for all), then decoded here; arrays ``ChunkDecoder`` does not cover are read by zarr."""
         names = list(names)
-        arrays = [self.array(name).async_array for name in names]  # opened here: zarr's sync API, not in the loop
+        decoders = {name: self.decoder(name) for name in names}  # opened here: zarr's sync API, not in the loop
+        fetches = [(name, row, key) for name, d in decoders.items() if d for row, key in d.keys(start, stop)]
+        by_zarr = [name for name, d in decoders.items() if d is None]
+        prototype = default_buffer_prototype()
 
         async def read_all() -> list[Any]:
-            reads = (arr.getitem(slice(start, stop)) for arr in arrays)
+            reads: list[Awaitable[Any]] = [
+                self.array(name).store.get(key, prototype=prototype) for name, _, key in fetches
+            ]
+            reads += [self.array(name).async_array.getitem(slice(start, stop)) for name in by_zarr]
             return await asyncio.gather(*reads, return_exceptions=True)
 
+        results = sync(read_all())
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
         out = {}
-        for name, value in zip(names, sync(read_all()), strict=True):
-            if isinstance(value, BaseException):  # a chunk that does not decode raises the codec's own error
-                raise CacheError(
-                    f"cache {self.url} is corrupt: cannot read {name} rows {start}..{stop - 1} ({value}); check it "
-                    f"with `litcache inspect --verify {self.url}` and re-extract it (`litcache extract --overwrite`)"
-                ) from value
-            out[name] = np.asarray(value)
-        return out
+        name = ""
+        try:
+            for (name, row, key), value in zip(fetches, results, strict=False):
+                if value is None:  # zarr would read fill values here: a deleted chunk
+                    raise CacheError(f"chunk {key} is missing")
+                if isinstance(value, BaseException):
+                    raise value
+                chunk = decoders[name].decode(value.as_numpy_array())  # type: ignore[union-attr]
+                chunks[name].append(chunk[max(start - row, 0) : stop - row])
+            for name, value in zip(by_zarr, results[len(fetches) :], strict=True):
+                if isinstance(value, BaseException):
+                    raise value
+                out[name] = np.asarray(value)
+        except Exception as exc:  # a chunk that does not decode raises the codec's own error type
+            raise CacheError(
+                f"cache {self.url} is corrupt: cannot read {name} rows {start}..{stop - 1} ({exc}); check it with "
+                f"`litcache inspect --verify {self.url}` and re-extract it (`litcache extract --overwrite`)"
+            ) from exc
+        for name, parts in chunks.items():
+            if name not in out:
+                out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return {name: out[name] for name in names}
 
     def check_unit_read(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
         """If rows start..stop are one whole unit, compare ``arrays`` with the unit's CRC-32s.
@@ -276,15 +368,32 @@ class Cache:
 class CacheWriter(Cache):
     """A cache opened for writing units."""
 
+    def __init__(self, group: zarr.Group, url: str) -> None:
+        super().__init__(group, url)
+        self._keepbits: dict[str, int] = {}
+
     def _open(self, name: str) -> zarr.Array:
         # every chunk is written, even an all-zero one: the progress record, not chunk presence, says what is
         # done, and skipping the emptiness test saves a pass over each chunk
         return super()._open(name).with_config({"write_empty_chunks": True})
 
+    def keepbits(self, name: str) -> int:
+        """Mantissa bits the array's BitRound filter keeps; 0 when it has none (lossless)."""
+        if name not in self._keepbits:
+            keep = 0
+            for f in self.array(name).filters:
+                config = getattr(f, "codec_config", {})
+                if config.get("id") != "bitround":
+                    raise CacheError(f"cache {self.url}: {name} has filter {f}, which litcache does not write")
+                keep = int(config["keepbits"])
+            self._keepbits[name] = keep
+        return self._keepbits[name]
+
     def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None = None) -> None:
         """Write one whole unit of every data array, then its progress record.
 
-        ``stats`` (S, 3): sum, sum of squares and max |x| per boundary, when the caller has them already.
+        ``stats`` (S, 3): sum, sum of squares and max |x| per boundary of the values as stored (bit-rounded
+        when ``store.bitround_keepbits`` is set), when the caller has them already.
         """
         s, e = self.unit_rows(unit)
         names = self.data_arrays()
@@ -297,12 +406,14 @@ class CacheWriter(Cache):
             x = arrays[name]
             if len(x) != e - s:
                 raise CacheError(f"unit {unit}: {name} has {len(x)} rows, expected {e - s}")
+            keepbits = self.keepbits(name)
+            if keepbits:
+                # the values the array's BitRound filter stores (a no-op when the extractor rounded them
+                # already): the checksum and the statistics are of what is stored, with no read-back
+                x = bitround(x, keepbits)
             self.array(name)[s:e] = x
-            lossy = bool(self.array(name).filters)
-            if lossy:  # a lossy filter (bit rounding) changes what is stored: vouch for that
-                x = read_array(self.array(name), slice(s, e))
             record[1 + j] = crc32(x)
-            if name.startswith("boundary/") and (stats is None or lossy):
+            if name.startswith("boundary/") and stats is None:
                 k = int(name.split("/")[1]) - 1
                 x64 = x.astype(np.float64)
                 final[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())

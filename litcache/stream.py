@@ -70,18 +70,27 @@ def read_chunks(
     return stage
 
 
-def _concat(parts: list[Batch]) -> Batch:
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if len(parts) > 1 else parts[0]
-
-
-def _take(b: Batch, idx: np.ndarray | slice) -> Batch:
-    return {k: v[idx] for k, v in b.items()}
+def _gather(parts: list[Batch], idx: np.ndarray) -> Batch:
+    """Rows ``idx`` of the parts' concatenation, gathered straight from the parts into new arrays."""
+    starts = np.cumsum([0] + [len(p[ROW]) for p in parts])
+    which = np.searchsorted(starts, idx, side="right") - 1
+    local = idx - starts[which]
+    out = {k: np.empty((len(idx), *v.shape[1:]), v.dtype) for k, v in parts[0].items()}
+    for j, part in enumerate(parts):
+        mask = which == j
+        if mask.any():
+            rows = local[mask]
+            for k, v in part.items():
+                out[k][mask] = v[rows]
+    return out
 
 
 def shuffle_batches(bufsize: int, batch_size: int, seed: int, epoch: int) -> Callable[..., Any]:
-    """Stage: fill a buffer of at least ``bufsize`` rows, permute it, emit full batches; the tail at the end.
+    """Stage: hold at least ``bufsize`` rows, permute them, emit full batches; the tail at the end.
 
     The permutation is seeded from (seed, epoch, rank, worker), so a run is reproducible and epochs differ.
+    Each batch is gathered from the held chunks directly: one copy of each row, and no buffer-sized arrays
+    (fresh memory is slow to touch, and the buffer is tens of MB).
     """
 
     def stage(src: Iterable[Batch]) -> Iterator[Batch]:
@@ -97,12 +106,11 @@ def shuffle_batches(bufsize: int, batch_size: int, seed: int, epoch: int) -> Cal
                     continue
             if not held:
                 return
-            buf = _concat(pending)
-            buf = _take(buf, rng.permutation(held))
+            order = rng.permutation(held)
             full = held // batch_size * batch_size
             for s in range(0, full, batch_size):
-                yield _take(buf, slice(s, s + batch_size))
-            rest = _take(buf, slice(full, held))
+                yield _gather(pending, order[s : s + batch_size])
+            rest = _gather(pending, order[full:])
             pending, held = ([rest], held - full) if held > full else ([], 0)
             if chunk is None and held:
                 yield rest

@@ -119,6 +119,7 @@ def test_int_is_accepted_for_a_float_and_lists_for_tuples() -> None:
         ("store.dtype=bfloat16", "store.dtype"),
         ("store.codec=gzip", "store.codec"),
         ("store.bitround_keepbits=24", "store.bitround_keepbits"),
+        ("store.bitround_keepbits=11", "store.bitround_keepbits"),
         ("train.beta=1.5", "train.beta"),
         ("train.temperature=0", "train.temperature"),
         ("teacher.schedule=linear", "teacher.schedule"),

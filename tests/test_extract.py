@@ -15,7 +15,9 @@ from litcache.checkpoint import fingerprint_state
 from litcache.config import PipelineConfig
 from litcache.data import to_unit_float
 from litcache.errors import CacheError, CompatibilityError
+from litcache.extract import round_mantissa
 from litcache.models import build_model
+from litcache.store import CacheWriter, bitround
 
 ROW_ARRAYS = ["rows/sample", "rows/view", "rows/label", "input", "boundary/1", "boundary/2", "boundary/3", "logits"]
 
@@ -324,3 +326,43 @@ def test_a_limited_subset_takes_the_teachers_class_count(make_cfg: Any, teacher_
     cache = open_cache(str(out))
     assert cache.manifest["teacher"]["num_classes"] == 10
     assert cache.array("logits").shape[1] == 10
+
+
+@pytest.mark.parametrize("keepbits", [0, 1, 3, 7, 9, 10])
+def test_round_mantissa_is_numcodecs_bitround_bit_for_bit_float16(keepbits: int) -> None:
+    every = np.arange(2**16, dtype=np.uint16).view(np.float16)  # all float16s: ties, subnormals, inf, nan
+    got = round_mantissa(torch.from_numpy(every.copy()), keepbits).numpy()
+    assert np.array_equal(got.view(np.uint16), bitround(every, keepbits).view(np.uint16))
+
+
+@pytest.mark.parametrize("keepbits", [1, 7, 12, 22])
+def test_round_mantissa_is_numcodecs_bitround_bit_for_bit_float32(keepbits: int) -> None:
+    bits = np.random.default_rng(keepbits).integers(0, 2**32, size=200_000, dtype=np.uint64).astype(np.uint32)
+    x = bits.view(np.float32)
+    got = round_mantissa(torch.from_numpy(x.copy()), keepbits).numpy()
+    assert np.array_equal(got.view(np.uint32), bitround(x, keepbits).view(np.uint32))
+
+
+def test_a_rounding_writer_checksums_what_it_stores_without_reading_back(
+    make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "rounded.zarr"
+    extract(make_cfg("store.bitround_keepbits=5"), str(teacher_path), str(out), show_progress=False)
+    writer = open_cache(str(out), writable=True)
+    assert isinstance(writer, CacheWriter) and writer.keepbits("boundary/1") == 5 and writer.keepbits("logits") == 0
+    s, e = writer.unit_rows(0)
+    arrays = writer.read(writer.data_arrays(), s, e)
+    unrounded = {k: v + np.float16(2**-9) if k.startswith("boundary/") else v for k, v in arrays.items()}
+
+    def no_reads(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the writer read data back")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(zarr.Array, "__getitem__", no_reads)
+        writer.write_unit(0, unrounded)
+    stored = open_cache(str(out)).read(["boundary/1"], s, e)["boundary/1"]
+    assert np.array_equal(stored, bitround(unrounded["boundary/1"], 5))
+    assert not np.array_equal(stored, unrounded["boundary/1"])
+    assert writer.verify([0]) == []  # the record's checksums are of the rounded, stored values
+    stats = zarr.open_group(str(out))["progress/stats"][0]
+    assert stats[0, 2] == np.abs(stored.astype(np.float64)).max()

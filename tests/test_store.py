@@ -88,6 +88,47 @@ def test_verify_finds_a_tampered_unit(cache_copy: Path) -> None:
     assert open_cache(str(cache_copy)).verify(units=[0, 1, 3]) == []
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "store.codec=blosc-zstd",
+        "store.codec=zstd",
+        "store.codec=blosc-lz4",
+        "store.codec=none",
+        "store.bitround_keepbits=5",
+        "store.shard_chunks=2",
+    ],
+)
+def test_read_decodes_what_zarr_decodes(
+    setting: str, make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cache.zarr"
+    extract(make_cfg(setting, "store.chunk_mb=0.25"), str(teacher_path), str(out), show_progress=False)
+    cache = open_cache(str(out))
+    names = cache.data_arrays()
+    step = cache.rows_per_chunk
+    assert 1 < step < cache.rows
+    # litcache's own chunk decoder reads every unsharded array; zarr reads sharded ones
+    assert all((cache.decoder(n) is None) == ("shard_chunks" in setting) for n in names)
+    ranges = [(0, step), (step, 2 * step), (3, step + 5), (step - 1, 3 * step + 1), (cache.rows - 7, cache.rows)]
+    for start, stop in ranges:
+        got = cache.read(names, start, stop)
+        assert list(got) == names
+        for name in names:
+            want = cache.array(name)[start:stop]
+            assert got[name].dtype == want.dtype and got[name].shape == want.shape, (name, start, stop)
+            assert np.array_equal(got[name], want), (name, start, stop)
+            assert got[name].flags.writeable
+
+
+def test_read_refuses_a_missing_chunk(cache_copy: Path) -> None:
+    (cache_copy / "logits" / "c" / "5" / "0").unlink()  # zarr would read it as the fill value
+    cache = open_cache(str(cache_copy))
+    assert cache.read(["logits"], 0, 80)["logits"].shape == (80, 10)
+    with pytest.raises(CacheError, match=r"corrupt: cannot read logits rows 80..95 \(chunk logits/c/5/0 is missing"):
+        cache.read(["input", "logits"], 80, 96)
+
+
 def test_verify_finds_a_lost_chunk(cache_copy: Path) -> None:
     (cache_copy / "logits" / "c" / "5" / "0").unlink()  # reads back as the fill value
     problems = open_cache(str(cache_copy)).verify()

@@ -363,12 +363,12 @@ def test_a_corrupt_chunk_is_a_clean_error(cache_copy: Path, tmp_path: Path) -> N
 
 
 def test_a_deleted_chunk_is_caught_on_read(cache_copy: Path, tmp_path: Path) -> None:
-    # zarr reads a missing chunk as fill values; the stream's CRC-32 check must refuse to train on them
+    # zarr reads a missing chunk as fill values; the stream's reader must refuse to train on them
     arr = open_cache(str(cache_copy)).array("boundary/2")
-    first_chunk = cache_copy / "boundary" / "2" / arr.metadata.encode_chunk_key((0, 0, 0, 0))
-    first_chunk.unlink()
+    key = arr.metadata.encode_chunk_key((0, 0, 0, 0))
+    (cache_copy / "boundary" / "2" / key).unlink()
     result = invoke("train-sections", "-c", cache_copy, "-o", tmp_path / "out", "-q")
-    assert_clean_error(result, "boundary/2", "checksum", "inspect --verify")
+    assert_clean_error(result, f"boundary/2/{key} is missing", "corrupt", "inspect --verify")
     assert [p for p in open_cache(str(cache_copy)).verify() if "boundary/2 does not match" in p]
 
 
