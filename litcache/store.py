@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 import zarr.codecs.numcodecs as znc
 from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+from zarr.codecs.bytes import Endian
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
 from zarr.core.sync import sync
@@ -96,54 +97,66 @@ def crc32(x: np.ndarray) -> int:
     return zlib_ng.crc32(np.ascontiguousarray(x).data.cast("B")) & 0xFFFFFFFF
 
 
-@dataclass(frozen=True)
-class ChunkDecoder:
-    """Whole-chunk reads of an unsharded row array, decoded with numcodecs straight into a new array.
+_BLOSC_SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": 2}
 
-    The same bytes as zarr's codec pipeline gives, at about half its CPU cost per chunk: one fetch from the
-    store and one decompression into the output, none of the pipeline's buffers and copies. Only the
-    layouts litcache writes qualify (see ``for_array``); every other array is read through zarr.
+
+@dataclass(frozen=True)
+class ChunkCodec:
+    """Whole chunks of an unsharded row array, encoded and decoded with numcodecs directly.
+
+    The bytes zarr's codec pipeline reads and writes, at a fraction of its CPU cost per chunk: one store
+    request and one (de)compression, none of the pipeline's buffers and copies. Only the layouts litcache
+    writes qualify (see ``for_array``); every other array goes through zarr.
     """
 
     array: zarr.Array
-    decompress: Callable[[Any, np.ndarray], Any] | None  # (stored bytes, output array); None: stored raw
+    compressor: numcodecs.abc.Codec | None  # None: stored raw
 
     @classmethod
-    def for_array(cls, arr: zarr.Array) -> ChunkDecoder | None:
-        """A decoder when ``arr`` is unsharded, chunked along rows only, and stored as [BitRound] bytes
+    def for_array(cls, arr: zarr.Array) -> ChunkCodec | None:
+        """A codec when ``arr`` is unsharded, chunked along rows only, and stored as [BitRound] bytes
         [blosc | zstd], little-endian; else None."""
         meta = arr.metadata
         if arr.shards is not None or arr.chunks[1:] != arr.shape[1:] or not isinstance(meta, ArrayV3Metadata):
             return None
-        decompress = None
-        for codec in meta.codecs:
-            if isinstance(codec, BytesCodec):
-                if codec.endian is not None and codec.endian.value != sys.byteorder:
-                    return None
-            elif isinstance(codec, BloscCodec) and decompress is None:
-                decompress = numcodecs.blosc.decompress
-            elif isinstance(codec, ZstdCodec) and decompress is None:
-                decompress = numcodecs.Zstd().decode
-            elif getattr(codec, "codec_config", {}).get("id") != "bitround":  # BitRound decodes as itself
+        compressor: numcodecs.abc.Codec | None = None
+        for i, codec in enumerate(meta.codecs):
+            if isinstance(codec, BytesCodec) and codec.endian in (None, Endian(sys.byteorder)):
+                continue
+            if isinstance(codec, BloscCodec) and i == len(meta.codecs) - 1:
+                shuffle = _BLOSC_SHUFFLE[codec.shuffle.value if codec.shuffle else "noshuffle"]
+                compressor = numcodecs.Blosc(codec.cname.value, codec.clevel, shuffle, codec.blocksize)
+            elif isinstance(codec, ZstdCodec) and i == len(meta.codecs) - 1:
+                compressor = numcodecs.Zstd(level=codec.level, checksum=codec.checksum)
+            elif getattr(codec, "codec_config", {}).get("id") != "bitround":  # the writer rounds; decodes as is
                 return None
-        return cls(arr, decompress)
+        return cls(arr, compressor)
+
+    def key(self, chunk: int) -> str:
+        return f"{self.array.path}/{self.array.metadata.encode_chunk_key((chunk,) + (0,) * (self.array.ndim - 1))}"
 
     def keys(self, start: int, stop: int) -> list[tuple[int, str]]:
         """(first row, store key) of every chunk that holds rows start..stop."""
-        step, tail = self.array.chunks[0], (0,) * (self.array.ndim - 1)
-        first = start // step
-        return [
-            (c * step, f"{self.array.path}/{self.array.metadata.encode_chunk_key((c, *tail))}")
-            for c in range(first, (stop - 1) // step + 1)
-        ]
+        step = self.array.chunks[0]
+        return [(c * step, self.key(c)) for c in range(start // step, (stop - 1) // step + 1)]
 
     def decode(self, stored: Any) -> np.ndarray:
         out = np.empty(self.array.chunks, dtype=self.array.dtype)
-        if self.decompress is None:
+        if self.compressor is None:
             out.reshape(-1).view(np.uint8)[:] = np.frombuffer(stored, np.uint8)
         else:
-            self.decompress(stored, out)
+            self.compressor.decode(stored, out)
         return out
+
+    def encode(self, rows: np.ndarray) -> Any:
+        """One chunk's stored bytes from its rows (a short last chunk is padded with the fill value, as zarr
+        stores it). Rounding filters are the caller's: ``rows`` are stored as given."""
+        if len(rows) < self.array.chunks[0]:
+            full = np.full(self.array.chunks, self.array.fill_value, dtype=self.array.dtype)
+            full[: len(rows)] = rows
+            rows = full
+        rows = np.ascontiguousarray(rows, dtype=self.array.dtype)
+        return rows.tobytes() if self.compressor is None else self.compressor.encode(rows)
 
 
 def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
@@ -187,7 +200,7 @@ class Cache:
             )
         self.manifest: dict[str, Any] = manifest
         self._arrays: dict[str, zarr.Array] = {}
-        self._decoders: dict[str, ChunkDecoder | None] = {}
+        self._codecs: dict[str, ChunkCodec | None] = {}
 
     # -- layout -----------------------------------------------------------------------------------------
     @property
@@ -244,16 +257,17 @@ class Cache:
     def _open(self, name: str) -> zarr.Array:
         return cast(zarr.Array, self.group[name])
 
-    def decoder(self, name: str) -> ChunkDecoder | None:
-        if name not in self._decoders:
-            self._decoders[name] = ChunkDecoder.for_array(self.array(name))
-        return self._decoders[name]
+    def codec(self, name: str) -> ChunkCodec | None:
+        """litcache's own chunk codec for array ``name``; None when zarr must read and write it."""
+        if name not in self._codecs:
+            self._codecs[name] = ChunkCodec.for_array(self.array(name))
+        return self._codecs[name]
 
     def read(self, names: Iterable[str], start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows start..stop of each array in ``names``: every chunk fetched concurrently (one round trip to
-        the store for all), then decoded here; arrays ``ChunkDecoder`` does not cover are read by zarr."""
+        the store for all), then decoded here; arrays ``ChunkCodec`` does not cover are read by zarr."""
         names = list(names)
-        decoders = {name: self.decoder(name) for name in names}  # opened here: zarr's sync API, not in the loop
+        decoders = {name: self.codec(name) for name in names}  # opened here: zarr's sync API, not in the loop
         fetches = [(name, row, key) for name, d in decoders.items() if d for row, key in d.keys(start, stop)]
         by_zarr = [name for name, d in decoders.items() if d is None]
         prototype = default_buffer_prototype()
@@ -402,6 +416,7 @@ class CacheWriter(Cache):
             raise CacheError(f"unit {unit}: no data for {sorted(missing)}")
         record = np.zeros(1 + len(names), dtype=np.uint32)
         final = np.zeros((self.num_sections, len(STAT_FIELDS))) if stats is None else np.array(stats, np.float64)
+        stored: list[tuple[Any, str, Any]] = []  # (store, key, bytes) of the chunks encoded here
         for j, name in enumerate(names):
             x = arrays[name]
             if len(x) != e - s:
@@ -411,12 +426,22 @@ class CacheWriter(Cache):
                 # the values the array's BitRound filter stores (a no-op when the extractor rounded them
                 # already): the checksum and the statistics are of what is stored, with no read-back
                 x = bitround(x, keepbits)
-            self.array(name)[s:e] = x
+            codec = self.codec(name)
+            if codec is not None and self.array(name).chunks[0] == self.rows_per_unit:  # the unit is one chunk
+                stored.append((self.array(name).store, codec.key(unit), codec.encode(x)))
+            else:
+                self.array(name)[s:e] = x
             record[1 + j] = crc32(x)
             if name.startswith("boundary/") and stats is None:
                 k = int(name.split("/")[1]) - 1
                 x64 = x.astype(np.float64)
                 final[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())
+        prototype = default_buffer_prototype()
+
+        async def store_all() -> None:
+            await asyncio.gather(*(store.set(key, prototype.buffer.from_bytes(data)) for store, key, data in stored))
+
+        sync(store_all())
         self.array(STATS)[unit] = final
         record[0] = 1
         self.array(PROGRESS)[unit] = record  # last: the record vouches for data that is already stored

@@ -26,6 +26,7 @@ def all_arrays(path: Path) -> dict[str, np.ndarray]:
     group = zarr.open_group(str(path), mode="r")
     return {name: node[...] for name, node in group.members(max_depth=None) if isinstance(node, zarr.Array)}
 
+
 ROUNDED = 2**-7  # boundaries keep 7 mantissa bits by default: one unit in the last kept place, relative
 
 
@@ -68,7 +69,9 @@ def test_the_teachers_memory_format_does_not_change_the_cache(
     for name in ROW_ARRAYS:
         a, b = default.array(name)[:], plain.array(name)[:]
         if name.startswith("boundary/") or name == "logits":  # convolution order differs: rounding only
-            np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=ROUNDED, atol=2e-3, err_msg=name)
+            np.testing.assert_allclose(
+                a.astype(np.float32), b.astype(np.float32), rtol=ROUNDED, atol=2e-3, err_msg=name
+            )
         else:
             assert np.array_equal(a, b), name
     stem, plain_stem = dict(_small(default, "stem")), dict(_small(plain, "stem"))
