@@ -89,7 +89,9 @@ def plan(mode: str, t_row: float) -> dict[str, int]:
         stream_reps=3 if quick else 5,
         lit_rows=rows(5.0 * k, 8 * t_row, 256, 256, 1024 if quick else 4096),  # online ResNet-110 epoch ~5 s
         lit_reps=2 if quick else 3,  # cached / online epoch pairs, each epoch in its own subprocess
-        memory_reps=1 if quick else 3,  # epochs from the ResNet-20 cache (teacher_free_memory)
+        # epochs from each cache for teacher_free_memory: a peak RSS moves by +-30 MB from one epoch to the
+        # next (how many prefetched batches sit in the main process at the peak), so more than for timing
+        memory_reps=2 if quick else 5,
         consume_batches=rows(3.0 * k, 128 * 2.5 * t_row, 1, 3, 20 if quick else 50),  # after a warm-up step
         codec_reps=3 if quick else 5,
         test_images=rows(1.0 * k, t_row, 250, 250, 2000 if quick else 10000),  # the real teacher's accuracy
@@ -727,11 +729,11 @@ class Bench:
             "online_resnet110": (cache110, Path(self.big_teacher)),
             "cached_resnet20": (cache20, None),
         }
-        for r in range(self.size["lit_reps"]):
+        for r in range(max(self.size["lit_reps"], self.size["memory_reps"])):
             done = []
             for kind, (cache, teacher) in runs.items():
-                if kind == "cached_resnet20" and r >= self.size["memory_reps"]:
-                    continue  # only for teacher_free_memory
+                if r >= self.size["lit_reps" if kind == "online_resnet110" else "memory_reps"]:
+                    continue  # the online epochs are for timing only
                 probes[kind].append(run_probe(cache, self.work / "probe", teacher, self.device))
                 done.append(f"{kind} {probes[kind][-1]['epoch_seconds']:.1f}s")
             log(f"LIT epoch rep {r + 1}: " + ", ".join(done))
@@ -794,6 +796,9 @@ class Bench:
             "probes": probes,
             "student": STUDENT,
             "rows": n,
+            "main_peak_rss_before_training_mb": {
+                k: median([p["main_peak_rss_before_training_mb"] for p in v]) for k, v in probes.items()
+            },
             "note": "train_sections(epochs=1), each in a fresh subprocess; value = difference of the training "
             "process's peak RSS (VmHWM) with the resnet110 vs the resnet20 cache (medians); tree = main + "
             "DataLoader workers, PSS sampled every 100 ms; online_resnet110 = the teacher in memory, for contrast",

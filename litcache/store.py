@@ -308,7 +308,7 @@ class Cache:
     def check_unit_read(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
         """If rows start..stop are one whole unit, compare ``arrays`` with the unit's CRC-32s.
 
-        zarr reads a deleted chunk as fill values without a word; this is what catches it on the read path.
+        ``read`` refuses a deleted chunk; this catches one whose bytes changed but still decode.
         """
         unit, offset = divmod(start, self.rows_per_unit)
         if offset or stop != self.unit_rows(unit)[1]:
