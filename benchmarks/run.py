@@ -51,7 +51,7 @@ from litcache.extract import extract, resolve_device
 from litcache.loop import evaluate
 from litcache.models import build_model
 from litcache.optim import build_optimizer
-from litcache.store import ArraySpec, Cache, build_codecs, create_cache, open_cache
+from litcache.store import ArraySpec, Cache, bitround, build_codecs, create_cache, open_cache
 from litcache.stream import ROW, CacheStream
 from litcache.summary import summarize
 from litcache.supervised import train_teacher
@@ -212,10 +212,7 @@ def tile_cache(src: Cache, url: Path, rows: int, store: StoreConfig) -> Cache:
     data = {n: src.array(n)[:] for n in src.data_arrays()}
     manifest = {**src.manifest, "rows": rows, "views": 1, "data": {**src.manifest["data"], "samples": rows}}
     manifest["benchmark"] = f"rows tiled from {src.url} ({src.rows} rows)"
-    specs = [
-        ArraySpec(n, tuple(a["row_shape"]), a["dtype"], n.startswith("boundary/"))
-        for n, a in src.manifest["arrays"].items()
-    ]
+    specs = [ArraySpec(n, tuple(a["row_shape"]), a["dtype"]) for n, a in src.manifest["arrays"].items()]
     small = {}
     for part in ("stem", "head"):
         for name, arr in src.group[f"teacher/{part}"].arrays():  # type: ignore[union-attr]
@@ -516,17 +513,16 @@ class Bench:
                 w = r = 0.0
                 stored = 0
                 for name, x in data.items():
-                    spec = ArraySpec(name, x.shape[1:], str(x.dtype), lossy_ok=True)
                     arr = zarr.create_array(
                         str(folder / name),
                         shape=x.shape,
                         chunks=(chunk, *x.shape[1:]),
                         dtype=x.dtype,
                         fill_value=0,
-                        **build_codecs(cfg, spec),
+                        **build_codecs(cfg),
                     )
                     t = time.perf_counter()
-                    arr[:] = x
+                    arr[:] = bitround(x, cfg.bitround_keepbits) if cfg.bitround_keepbits else x  # as the writer
                     w += time.perf_counter() - t
                     stored += arr.nbytes_stored()
                     back_arr = zarr.open_array(str(folder / name), mode="r")

@@ -63,7 +63,7 @@ def array_specs(images: ImageSet, shapes: list[tuple[int, ...]], num_classes: in
         ArraySpec("rows/label", (), "int32"),
         ArraySpec("input", images.input_shape, "uint8"),
     ]
-    specs += [ArraySpec(boundary_name(k), shape, dtype, lossy_ok=True) for k, shape in enumerate(shapes) if k]
+    specs += [ArraySpec(boundary_name(k), shape, dtype) for k, shape in enumerate(shapes) if k]
     specs.append(ArraySpec("logits", (num_classes,), "float32"))
     return specs
 

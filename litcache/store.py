@@ -20,8 +20,8 @@ from typing import Any, cast
 import numcodecs
 import numpy as np
 import zarr
-import zarr.codecs.numcodecs as znc
 from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
+from zarr.codecs.blosc import BloscCname
 from zarr.codecs.bytes import Endian
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.metadata import ArrayV3Metadata
@@ -49,7 +49,6 @@ class ArraySpec:
     name: str
     row_shape: tuple[int, ...]
     dtype: str
-    lossy_ok: bool = False  # lossy filters (bit rounding) may apply
 
     @property
     def row_bytes(self) -> int:
@@ -62,25 +61,23 @@ def rows_per_chunk(specs: Sequence[ArraySpec], chunk_mb: float, rows: int) -> in
     return max(1, min(rows, int(chunk_mb * 2**20 // widest)))
 
 
-def build_codecs(cfg: StoreConfig, spec: ArraySpec) -> dict[str, Any]:
-    """zarr ``compressors=`` and ``filters=`` for one array under the store settings."""
-    compressors: Any
+def build_codecs(cfg: StoreConfig) -> dict[str, Any]:
+    """zarr ``compressors=`` for a row array under the store settings.
+
+    Bit rounding is not a zarr filter: the extractor rounds, and the arrays stay plain zarr v3 (bytes and a
+    Blosc or zstd compressor) that any zarr reader decodes; the manifest's ``store`` says they are rounded.
+    """
     if cfg.codec == "zstd":
-        compressors = ZstdCodec(level=cfg.level)
-    elif cfg.codec == "blosc-zstd":
-        compressors = BloscCodec(cname="zstd", clevel=cfg.level, shuffle="shuffle", blocksize=cfg.blosc_blocksize)
-    elif cfg.codec == "blosc-lz4":
-        compressors = BloscCodec(cname="lz4", clevel=cfg.level, shuffle="shuffle", blocksize=cfg.blosc_blocksize)
-    else:
-        compressors = None
-    filters: list[Any] = []
-    if cfg.bitround_keepbits and spec.lossy_ok:
-        filters.append(znc.BitRound(keepbits=cfg.bitround_keepbits))
-    return {"compressors": compressors, "filters": filters or None}
+        return {"compressors": ZstdCodec(level=cfg.level)}
+    if cfg.codec in ("blosc-zstd", "blosc-lz4"):
+        cname = BloscCname(cfg.codec.removeprefix("blosc-"))
+        blosc = BloscCodec(cname=cname, clevel=cfg.level, shuffle="shuffle", blocksize=cfg.blosc_blocksize)
+        return {"compressors": blosc}
+    return {"compressors": None}
 
 
 def bitround(x: np.ndarray, keepbits: int) -> np.ndarray:
-    """``x`` with its float mantissas rounded to ``keepbits`` bits: exactly what the BitRound filter stores.
+    """``x`` with its float mantissas rounded to ``keepbits`` bits, half to even (numcodecs BitRound).
 
     Idempotent, so values already rounded (on the device, by the extractor) come back unchanged.
     """
@@ -128,7 +125,7 @@ class ChunkCodec:
                 compressor = numcodecs.Blosc(codec.cname.value, codec.clevel, shuffle, codec.blocksize)
             elif isinstance(codec, ZstdCodec) and i == len(meta.codecs) - 1:
                 compressor = numcodecs.Zstd(level=codec.level, checksum=codec.checksum)
-            elif getattr(codec, "codec_config", {}).get("id") != "bitround":  # the writer rounds; decodes as is
+            elif getattr(codec, "codec_config", {}).get("id") != "bitround":  # earlier versions' filter: decodes as is
                 return None
         return cls(arr, compressor)
 
@@ -150,7 +147,8 @@ class ChunkCodec:
 
     def encode(self, rows: np.ndarray) -> Any:
         """One chunk's stored bytes from its rows (a short last chunk is padded with the fill value, as zarr
-        stores it). Rounding filters are the caller's: ``rows`` are stored as given."""
+        stores it). ``rows`` are stored as given: a filter in the array's metadata (BitRound, in caches of
+        earlier versions) is not applied."""
         if len(rows) < self.array.chunks[0]:
             full = np.full(self.array.chunks, self.array.fill_value, dtype=self.array.dtype)
             full[: len(rows)] = rows
@@ -382,26 +380,16 @@ class Cache:
 class CacheWriter(Cache):
     """A cache opened for writing units."""
 
-    def __init__(self, group: zarr.Group, url: str) -> None:
-        super().__init__(group, url)
-        self._keepbits: dict[str, int] = {}
-
     def _open(self, name: str) -> zarr.Array:
         # every chunk is written, even an all-zero one: the progress record, not chunk presence, says what is
         # done, and skipping the emptiness test saves a pass over each chunk
         return super()._open(name).with_config({"write_empty_chunks": True})
 
     def keepbits(self, name: str) -> int:
-        """Mantissa bits the array's BitRound filter keeps; 0 when it has none (lossless)."""
-        if name not in self._keepbits:
-            keep = 0
-            for f in self.array(name).filters:
-                config = getattr(f, "codec_config", {})
-                if config.get("id") != "bitround":
-                    raise CacheError(f"cache {self.url}: {name} has filter {f}, which litcache does not write")
-                keep = int(config["keepbits"])
-            self._keepbits[name] = keep
-        return self._keepbits[name]
+        """Mantissa bits kept in array ``name``'s stored values (store.bitround_keepbits for boundaries); 0: exact."""
+        if not name.startswith("boundary/"):
+            return 0
+        return int(self.manifest.get("store", {}).get("bitround_keepbits", 0))
 
     def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None = None) -> None:
         """Write one whole unit of every data array, then its progress record.
@@ -422,9 +410,7 @@ class CacheWriter(Cache):
             if len(x) != e - s:
                 raise CacheError(f"unit {unit}: {name} has {len(x)} rows, expected {e - s}")
             keepbits = self.keepbits(name)
-            if keepbits:
-                # the values the array's BitRound filter stores (a no-op when the extractor rounded them
-                # already): the checksum and the statistics are of what is stored, with no read-back
+            if keepbits:  # a no-op when the extractor rounded on the device; checksums are of what is stored
                 x = bitround(x, keepbits)
             codec = self.codec(name)
             if codec is not None and self.array(name).chunks[0] == self.rows_per_unit:  # the unit is one chunk
@@ -509,7 +495,7 @@ def create_cache(
             dtype=spec.dtype,
             fill_value=0,
             dimension_names=("row",) + tuple(f"d{i}" for i in range(1, len(spec.row_shape) + 1)),
-            **build_codecs(cfg, spec),
+            **build_codecs(cfg),
         )
     units = math.ceil(rows / unit)
     group.create_array(

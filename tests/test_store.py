@@ -270,15 +270,21 @@ def test_prepare_output(tmp_path: Path, cache_path: Path) -> None:
 
 
 def test_store_config_codecs() -> None:
-    spec = ArraySpec("boundary/1", (4,), "float16", lossy_ok=True)
     for codec in ("zstd", "blosc-zstd", "blosc-lz4", "none"):
-        codecs = litcache.store.build_codecs(StoreConfig(codec=codec, bitround_keepbits=0), spec)
+        codecs = litcache.store.build_codecs(StoreConfig(codec=codec))
         assert (codecs["compressors"] is None) == (codec == "none")
-        assert codecs["filters"] is None
-    (rounding,) = litcache.store.build_codecs(StoreConfig(), spec)["filters"]  # the default rounds boundaries
-    assert rounding.codec_config == {"id": "bitround", "keepbits": 7}
-    logits = ArraySpec("logits", (10,), "float32")
-    assert litcache.store.build_codecs(StoreConfig(), logits)["filters"] is None
+        assert "filters" not in codecs  # bit rounding happens before the store: plain zarr v3 arrays
+
+
+def test_rounded_boundaries_are_plain_zarr_arrays(cache_path: Path) -> None:
+    cache = open_cache(str(cache_path))
+    assert cache.manifest["store"]["bitround_keepbits"] == 7  # the default
+    for name in cache.data_arrays():
+        meta = json.loads((cache_path / name / "zarr.json").read_text())
+        assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc"], name  # no numcodecs filter
+    b = cache.array("boundary/1")[:].view(np.uint16)
+    assert not (b & 0b111).any()  # 10 - 7 mantissa bits dropped
+    assert (cache.array("logits")[:].view(np.uint32) & 0xFFFF).any()  # logits are exact float32
 
 
 FORMAT_DOC = Path(__file__).parents[1] / "docs" / "cache-format.md"
