@@ -242,36 +242,36 @@ def unit_stats(bounds: list[torch.Tensor]) -> np.ndarray:
     return torch.stack(rows).cpu().numpy()
 
 
-def extract(
-    cfg: PipelineConfig,
-    teacher_path: str,
-    out: str,
-    *,
-    limit: int | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    max_units: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Extract a cache of ``cfg.extract.views`` views of the training split into ``out``.
-
-    ``max_units`` stops after writing that many units (a time-boxed job; ``resume=True`` continues).
-    Returns a summary: rows and units written, seconds, raw and stored bytes, and whether the cache is complete.
-    """
-    resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
-    device = resolve_device(cfg.extract.device)
+def load_teacher_and_data(
+    cfg: PipelineConfig, teacher_path: str, limit: int | None, device: torch.device
+) -> tuple[SectionedModel, ImageSet]:
+    """The teacher on ``device`` in the configured memory format, and the training split it is checked against."""
     teacher, _ = load_model(teacher_path)
     memory_format = torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
     teacher.to(device).to(memory_format=memory_format).eval()
     images = load_images(cfg.data, "train", limit)
-    shapes = probe_boundaries(teacher, images.input_shape)
     classes = teacher.num_classes
     if int(images.labels.max()) >= classes or (cfg.data.num_classes and cfg.data.num_classes != classes):
         raise CompatibilityError(
             f"teacher {teacher_path} has {classes} classes, data {images.identity} has {images.num_classes}"
         )
-    images = dataclasses.replace(images, num_classes=classes)  # a --limit subset may lack the top labels
+    return teacher, dataclasses.replace(images, num_classes=classes)  # a --limit subset may lack the top labels
+
+
+def open_output(
+    cfg: PipelineConfig,
+    teacher_path: str,
+    out: str,
+    limit: int | None,
+    resume: bool,
+    overwrite: bool,
+    storage_options: Mapping[str, Any] | None,
+    device: torch.device,
+) -> tuple[CacheWriter, SectionedModel, ImageSet]:
+    """Create the cache at ``out`` (or reopen it to resume); the teacher and data loaded on the way."""
+    resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
+    teacher, images = load_teacher_and_data(cfg, teacher_path, limit, device)
+    shapes = probe_boundaries(teacher, images.input_shape)
     specs = array_specs(images, shapes, images.num_classes, cfg.store.dtype)
     manifest = build_manifest(cfg, teacher, teacher_path, images, shapes)
     if overwrite:  # delete only once the teacher and the data have loaded: a typo must not cost a cache
@@ -282,20 +282,29 @@ def extract(
         _check_resumable(cache, {**manifest, "arrays": {s.name: s for s in specs}})
     else:
         cache = create_cache(out, manifest, specs, cfg.store, teacher_parts(teacher), storage_options)
-    todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
-    if max_units is not None:
-        todo = todo[:max_units]
-    log.info("%s: %d of %d units to write", out, len(todo), cache.num_units)
+    return cache, teacher, images
 
+
+def write_units(
+    cache: CacheWriter,
+    cfg: PipelineConfig,
+    teacher: SectionedModel,
+    images: ImageSet,
+    device: torch.device,
+    units: list[int],
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Compute and write ``units`` of ``cache``: views, teacher forward, hand-off to the writer threads."""
+    memory_format = torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
     dtype = torch.float16 if cfg.store.dtype == "float16" else torch.float32
     units_per_step = max(1, cfg.extract.batch_size // cache.rows_per_unit)
     writer = _UnitWriter(cache, cfg.extract.writers, cfg.extract.queue_units)
-    rows_todo = sum(e - s for s, e in map(cache.unit_rows, todo))
+    rows_todo = sum(e - s for s, e in map(cache.unit_rows, units))
     started = time.perf_counter()
     with progress_bar(total=rows_todo, desc="extract", unit="row", enabled=show_progress) as bar:
         try:
-            for i in range(0, len(todo), units_per_step):
-                step_units = todo[i : i + units_per_step]
+            for i in range(0, len(units), units_per_step):
+                step_units = units[i : i + units_per_step]
                 ranges = [cache.unit_rows(u) for u in step_units]
                 rows = np.concatenate([np.arange(s, e) for s, e in ranges])
                 samples, views = rows % len(images), rows // len(images)
@@ -323,18 +332,52 @@ def extract(
                 bar.set_postfix(MBps=f"{writer.raw_bytes / elapsed / 1e6:.1f}", ratio=f"{writer.ratio():.2f}")
         finally:
             writer.close()
-    seconds = time.perf_counter() - started
+    return {
+        "units_written": len(units),
+        "rows_written": rows_todo,
+        "seconds": time.perf_counter() - started,
+        "raw_bytes": writer.raw_bytes,
+        "ratio": writer.ratio(),  # raw / stored over the sampled units
+    }
+
+
+def finish_run(cache: CacheWriter, out: str, written: dict[str, Any]) -> dict[str, Any]:
+    """Finish the cache when every unit is written; the run's summary."""
     complete = bool(cache.done_units().all())
     if complete:
         cache.finish()
     return {
         "cache": out,
         "rows": cache.rows,
-        "units_written": len(todo),
         "units_total": cache.num_units,
         "complete": complete,
-        "seconds": seconds,
-        "raw_bytes": writer.raw_bytes,
         "stored_bytes": cache.stored_bytes(),
-        "ratio": writer.ratio(),  # raw / stored over the sampled units of this run
+        **written,
     }
+
+
+def extract(
+    cfg: PipelineConfig,
+    teacher_path: str,
+    out: str,
+    *,
+    limit: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_units: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Extract a cache of ``cfg.extract.views`` views of the training split into ``out``.
+
+    ``max_units`` stops after writing that many units (a time-boxed job; ``resume=True`` continues).
+    Returns a summary: rows and units written, seconds, raw and stored bytes, and whether the cache is complete.
+    """
+    device = resolve_device(cfg.extract.device)
+    cache, teacher, images = open_output(cfg, teacher_path, out, limit, resume, overwrite, storage_options, device)
+    todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
+    if max_units is not None:
+        todo = todo[:max_units]
+    log.info("%s: %d of %d units to write", out, len(todo), cache.num_units)
+    written = write_units(cache, cfg, teacher, images, device, todo, show_progress)
+    return finish_run(cache, out, written)
