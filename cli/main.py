@@ -252,6 +252,9 @@ def _extract_on_dask(
 
     from litcache.cluster import extract_on_dask
 
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # dask logs every connection at INFO: -v shows it
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+
     if scheduler.startswith("local:"):
         workers = scheduler.removeprefix("local:")
         if not workers.isdigit() or int(workers) < 1:
