@@ -207,7 +207,7 @@ def _teacher_rows(
     """Boundaries b1..bS (cast to ``dtype``, NCHW) and float32 logits of uint8 inputs ``x`` (B, C, H, W).
 
     ``memory_format`` is the layout the teacher computes in (its weights must be in it already); ``keepbits``
-    > 0 bit-rounds the boundaries as the store's BitRound filter does.
+    > 0 rounds the boundaries to that many mantissa bits (``store.bitround_keepbits``).
     """
     bounds: list[list[torch.Tensor]] = []
     logits = []
