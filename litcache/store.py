@@ -233,10 +233,13 @@ class Cache:
         start = unit * self.rows_per_unit
         return start, min(start + self.rows_per_unit, self.rows)
 
-    def chunk_ranges(self, rows: range | None = None) -> list[tuple[int, int]]:
-        """Whole-chunk row ranges covering ``rows`` (default: all rows); ragged at the range's ends."""
+    def chunk_ranges(self, rows: range | None = None, step: int | None = None) -> list[tuple[int, int]]:
+        """Whole-chunk row ranges covering ``rows`` (default: all rows); ragged at the range's ends.
+
+        ``step`` (a multiple of ``rows_per_chunk``, e.g. ``rows_per_unit``) makes them whole units instead.
+        """
         rows = rows if rows is not None else range(self.rows)
-        step = self.rows_per_chunk
+        step = step or self.rows_per_chunk
         first = rows.start // step * step
         return [(max(s, rows.start), min(s + step, rows.stop)) for s in range(first, rows.stop, step) if s < rows.stop]
 

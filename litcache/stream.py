@@ -1,8 +1,8 @@
 """Stage two's reader: a WebDataset pipeline over the cache.
 
-    chunk ranges of view (epoch mod K), shuffled from (seed, epoch)     identical on every rank
+    unit ranges of view (epoch mod K), shuffled from (seed, epoch)      identical on every rank
       -> split_by_node -> split_by_worker                              each range read by one worker
-      -> read whole chunks of just the arrays the job needs            numpy, no per-row objects
+      -> read whole units of just the arrays the job needs             numpy, no per-row objects
       -> seeded shuffle buffer, batching                               (seed, epoch, rank, worker)
       -> main process: re-batch worker tails, stop after the batch count computed up front
 
@@ -31,10 +31,14 @@ ROW = "row"  # every batch carries the global row index of each of its rows
 
 
 def epoch_ranges(cache: Cache, epoch: int, seed: int) -> list[tuple[int, int]]:
-    """Whole-chunk row ranges of view ``epoch % views``, in the order every rank shares for (seed, epoch)."""
+    """Whole-unit row ranges of view ``epoch % views``, in the order every rank shares for (seed, epoch).
+
+    A unit is one chunk, or one shard of a sharded cache: every range read whole can be checked against its
+    unit's checksums.
+    """
     view = epoch % cache.views
     rows = range(view * cache.samples, (view + 1) * cache.samples)
-    ranges = cache.chunk_ranges(rows)
+    ranges = cache.chunk_ranges(rows, cache.rows_per_unit)
     random.Random(f"litcache:{seed}:{epoch}").shuffle(ranges)
     return ranges
 

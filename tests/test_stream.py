@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import zarr
 
 from litcache import extract, open_cache
 from litcache.config import PipelineConfig, StreamConfig
@@ -224,3 +225,21 @@ def test_rebatch_joins_many_small_tails() -> None:
     out = list(rebatch(iter(parts), 3))
     assert [b[ROW].tolist() for b in out] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     assert list(rebatch(iter([tensor_batch(0, 2)]), 3)) == []
+
+
+def test_a_sharded_cache_is_read_in_whole_shards_and_checked(
+    make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sharded.zarr"
+    extract(make_cfg("store.chunk_mb=0.125", "store.shard_chunks=4"), str(teacher_path), str(out), show_progress=False)
+    cache = open_cache(str(out))
+    assert (cache.rows_per_chunk, cache.rows_per_unit) == (4, 16)
+    assert all(e - s == 16 for s, e in epoch_ranges(cache, 0, 0))  # one shard a range, not one chunk
+    assert sorted(np.concatenate(epoch_rows(make_stream(cache), 0)).tolist()) == sorted(range(64))
+    group = zarr.open_group(str(out), mode="r+")
+    unit = group["boundary/2"][16:32]
+    unit[5, 0, 0, 0] += 1  # one value of one inner chunk, rewritten after the record vouched for the shard
+    group["boundary/2"][16:32] = unit
+    with pytest.raises(CacheError, match="do not match their checksum"):
+        for _ in make_stream(open_cache(str(out))).epoch(0):
+            pass
