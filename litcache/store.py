@@ -89,6 +89,11 @@ def read_array(arr: zarr.Array, sel: Any = slice(None)) -> np.ndarray:
     return np.asarray(arr[sel])
 
 
+def stored_key(arr: zarr.Array, index: int) -> str:
+    """Store key of the ``index``-th stored object (chunk, or shard when sharded) along the row axis of ``arr``."""
+    return f"{arr.path}/{arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))}"
+
+
 def crc32(x: np.ndarray) -> int:
     """CRC-32 (zlib's) of the array's bytes."""
     return zlib_ng.crc32(np.ascontiguousarray(x).data.cast("B")) & 0xFFFFFFFF
@@ -129,13 +134,10 @@ class ChunkCodec:
                 return None
         return cls(arr, compressor)
 
-    def key(self, chunk: int) -> str:
-        return f"{self.array.path}/{self.array.metadata.encode_chunk_key((chunk,) + (0,) * (self.array.ndim - 1))}"
-
     def keys(self, start: int, stop: int) -> list[tuple[int, str]]:
         """(first row, store key) of every chunk that holds rows start..stop."""
         step = self.array.chunks[0]
-        return [(c * step, self.key(c)) for c in range(start // step, (stop - 1) // step + 1)]
+        return [(c * step, stored_key(self.array, c)) for c in range(start // step, (stop - 1) // step + 1)]
 
     def decode(self, stored: Any) -> np.ndarray:
         out = np.empty(self.array.chunks, dtype=self.array.dtype)
@@ -417,7 +419,7 @@ class CacheWriter(Cache):
                 x = bitround(x, keepbits)
             codec = self.codec(name)
             if codec is not None and self.array(name).chunks[0] == self.rows_per_unit:  # the unit is one chunk
-                stored.append((self.array(name).store, codec.key(unit), codec.encode(x)))
+                stored.append((self.array(name).store, stored_key(self.array(name), unit), codec.encode(x)))
             else:
                 self.array(name)[s:e] = x
             record[1 + j] = crc32(x)
@@ -430,7 +432,8 @@ class CacheWriter(Cache):
         async def store_all() -> None:
             await asyncio.gather(*(store.set(key, prototype.buffer.from_bytes(data)) for store, key, data in stored))
 
-        sync(store_all())
+        if stored:
+            sync(store_all())
         self.array(STATS)[unit] = final
         record[0] = 1
         self.array(PROGRESS)[unit] = record  # last: the record vouches for data that is already stored
@@ -444,10 +447,9 @@ class CacheWriter(Cache):
         total = 0
         for name in self.data_arrays():
             arr = self.array(name)
-            unit_chunk = (unit * self.rows_per_unit) // arr.shards[0] if arr.shards else unit
-            key = arr.metadata.encode_chunk_key((unit_chunk,) + (0,) * (arr.ndim - 1))
+            key = stored_key(arr, (unit * self.rows_per_unit) // arr.shards[0] if arr.shards else unit)
             with contextlib.suppress(FileNotFoundError):  # an all-fill chunk is not stored at all
-                total += sync(arr.store.getsize(f"{arr.path}/{key}"))
+                total += sync(arr.store.getsize(key))
         return total
 
     def finish(self) -> dict[str, Any]:
