@@ -19,6 +19,7 @@ import yaml
 from litcache.errors import ConfigError
 
 DTYPES = ("float16", "float32")
+MANTISSA_BITS = {"float16": 10, "float32": 23}  # explicit mantissa bits of each store dtype
 CODECS = ("zstd", "blosc-zstd", "blosc-lz4", "none")
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -108,7 +109,7 @@ class StoreConfig:
         _check(self.chunk_mb > 0, f"store.chunk_mb must be > 0, got {self.chunk_mb}")
         _check(self.shard_chunks >= 0, f"store.shard_chunks must be >= 0, got {self.shard_chunks}")
         _check(self.blosc_blocksize >= 0, f"store.blosc_blocksize must be >= 0, got {self.blosc_blocksize}")
-        bits = 10 if self.dtype == "float16" else 23
+        bits = MANTISSA_BITS.get(self.dtype, 0)
         _check(
             0 <= self.bitround_keepbits <= bits,
             f"store.bitround_keepbits must be in 0..{bits} for store.dtype={self.dtype} (0 = lossless), "

@@ -21,7 +21,7 @@ import torch
 
 from litcache import __version__
 from litcache.checkpoint import fingerprint_state, load_model
-from litcache.config import PipelineConfig
+from litcache.config import MANTISSA_BITS, PipelineConfig
 from litcache.data import ImageSet, load_images, make_views, to_unit_float
 from litcache.errors import CacheError, CompatibilityError
 from litcache.models import SectionedModel, probe_boundaries, section_names
@@ -177,7 +177,6 @@ class _UnitWriter:
         self.raise_first_error()
 
 
-MANTISSA_BITS = {torch.float16: 10, torch.float32: 23}
 SAME_WIDTH_INT = {torch.float16: torch.int16, torch.float32: torch.int32}
 
 
@@ -186,7 +185,7 @@ def round_mantissa(t: torch.Tensor, keepbits: int) -> torch.Tensor:
 
     Rounding where the boundaries are computed lets the statistics and checksums be of the stored values.
     """
-    drop = MANTISSA_BITS[t.dtype] - keepbits
+    drop = MANTISSA_BITS[str(t.dtype).removeprefix("torch.")] - keepbits
     if drop <= 0:
         return t
     b = t.view(SAME_WIDTH_INT[t.dtype])  # two's-complement adds wrap like BitRound's, so the bits agree
@@ -242,13 +241,16 @@ def unit_stats(bounds: list[torch.Tensor]) -> np.ndarray:
     return torch.stack(rows).cpu().numpy()
 
 
+def teacher_memory_format(cfg: PipelineConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
+
+
 def load_teacher_and_data(
     cfg: PipelineConfig, teacher_path: str, limit: int | None, device: torch.device
 ) -> tuple[SectionedModel, ImageSet]:
     """The teacher on ``device`` in the configured memory format, and the training split it is checked against."""
     teacher, _ = load_model(teacher_path)
-    memory_format = torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
-    teacher.to(device).to(memory_format=memory_format).eval()
+    teacher.to(device).to(memory_format=teacher_memory_format(cfg)).eval()
     images = load_images(cfg.data, "train", limit)
     classes = teacher.num_classes
     if int(images.labels.max()) >= classes or (cfg.data.num_classes and cfg.data.num_classes != classes):
@@ -295,7 +297,7 @@ def write_units(
     show_progress: bool,
 ) -> dict[str, Any]:
     """Compute and write ``units`` of ``cache``: views, teacher forward, hand-off to the writer threads."""
-    memory_format = torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
+    memory_format = teacher_memory_format(cfg)
     dtype = torch.float16 if cfg.store.dtype == "float16" else torch.float32
     units_per_step = max(1, cfg.extract.batch_size // cache.rows_per_unit)
     writer = _UnitWriter(cache, cfg.extract.writers, cfg.extract.queue_units)

@@ -52,7 +52,7 @@ def batches_per_rank(ranges: Sequence[tuple[int, int]], world: int, batch_size: 
 def read_chunks(
     url: str, names: Sequence[str], storage_options: Mapping[str, Any] | None, verify: bool = True
 ) -> Callable[..., Any]:
-    """Stage: one read of each array per range (whole chunks); yields one dict of arrays per range.
+    """Stage: one read of each array per range (whole units); yields one dict of arrays per range.
 
     ``verify`` checks every whole unit read against its CRC-32 (zlib-ng: about 1 ms a unit, small beside decoding).
     """
