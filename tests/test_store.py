@@ -124,6 +124,8 @@ def test_chunks_written_and_read_by_litcache_are_zarrs(
         want, got = default.array(name)[:], cache.array(name)[:]
         if name.startswith("boundary/"):  # other batch sizes in the forward, or another rounding
             np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2**-4, atol=1e-3)
+        elif name == "logits":  # other chunk sizes batch the forward differently: float32 sums in another order
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         else:
             assert np.array_equal(got, want), name
 
