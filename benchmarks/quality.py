@@ -2,7 +2,7 @@
 
 One teacher, one cache, one smaller student trained five ways with the same epochs and seeds:
 
-1. ``scratch``              cross-entropy on the labels (KD with alpha = 0)
+1. ``scratch``              cross-entropy on the labels alone
 2. ``kd``                   KD only, from the cached logits
 3. ``online-lit``           LIT with the teacher in memory computing targets every step (IR sections, then KD)
 4. ``cached-lit``           LIT from the cache (IR sections, then the short KD pass)
@@ -11,12 +11,18 @@ One teacher, one cache, one smaller student trained five ways with the same epoc
 
     python benchmarks/quality.py --quick                       # minutes: a smoke version of the table
     python benchmarks/quality.py --teacher T.pt --seeds 0 1    # the full table -> benchmarks/results/quality.json
+
+Every variant reads the same views: a run's stages share one view counter (the KD pass after N IR epochs reads
+views N, N+1, ...), and the cache holds one view per epoch by default, so no view repeats within a run.
+Results are kept per (variant, seed, epochs, samples, views, overrides) in the work folder's ``runs.json``: a
+later run with more seeds or other ``--set`` values adds to it and reuses the cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import platform
 import statistics
@@ -39,6 +45,13 @@ SHARED = ROOT.parent / "shared" / "data" / "cifar10"
 VARIANTS = ("scratch", "kd", "online-lit", "cached-lit", "cached-lit-combined")
 EXTRA_VARIANTS = ("online-lit-combined",)
 BETA_COMBINED = 0.75  # LIT's reference code
+
+
+def overrides_tag(overrides: list[str]) -> str:
+    """A short folder name for a set of --set overrides ('' without any)."""
+    if not overrides:
+        return ""
+    return "set-" + hashlib.sha256(",".join(sorted(overrides)).encode()).hexdigest()[:10]
 
 
 def seeded(cfg_args: list[str], seed: int) -> PipelineConfig:
@@ -99,6 +112,11 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS + EXTRA_VARIANTS)
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "quality"))
     ap.add_argument(
+        "--cache",
+        default=None,
+        help="an existing complete cache to train from (default: WORK/cache.zarr, extracted when absent)",
+    )
+    ap.add_argument(
         "--output",
         default=None,
         help="results JSON (default: results/quality.json, or results/quality-quick.json with --quick)",
@@ -139,11 +157,11 @@ def main() -> None:
     teacher_eval = evaluate_checkpoint(teacher, cfg.data, test_limit)
     print(f"teacher {teacher_eval['arch']}: accuracy {teacher_eval['accuracy']:.4f}", flush=True)
 
-    cache = str(work / "cache.zarr")
+    cache = args.cache or str(work / "cache.zarr")
     started = time.perf_counter()
     summary = extract(cfg, teacher, cache, limit=limit, resume=Path(cache).exists(), show_progress=False)
     # the extraction's time is kept beside the cache: a later run that finds the cache complete reports it
-    extract_record = work / "extract.json"
+    extract_record = Path(cache).with_suffix(".extract.json")
     if summary["units_written"]:
         extract_record.write_text(json.dumps({"seconds": time.perf_counter() - started, **summary}, indent=2))
     extract_seconds = json.loads(extract_record.read_text())["seconds"] if extract_record.is_file() else None
@@ -159,10 +177,14 @@ def main() -> None:
             key = f"{name}/seed{seed}/ir{ir_epochs}/kd{kd_epochs}/n{limit}"
             if views != ir_epochs + kd_epochs:
                 key += f"/v{views}"
+            if args.overrides:
+                key += "/set:" + ",".join(sorted(args.overrides))
             if key not in done:
                 scfg = seeded(base, seed)
                 started = time.perf_counter()
-                ckpt = train_variant(name, scfg, cache, teacher, work, ir_epochs, kd_epochs)
+                ckpt = train_variant(
+                    name, scfg, cache, teacher, work / overrides_tag(args.overrides), ir_epochs, kd_epochs
+                )
                 seconds = time.perf_counter() - started
                 accuracy = evaluate_checkpoint(ckpt, cfg.data, test_limit)["accuracy"]
                 done[key] = {"accuracy": accuracy, "seconds": seconds}
@@ -188,7 +210,9 @@ def main() -> None:
                     "overrides": args.overrides,
                     "beta_combined": BETA_COMBINED,
                     "temperature": cfg.kd.temperature,
-                    "alpha": cfg.kd.alpha,
+                    "label_weight": [cfg.train.label_weight, cfg.kd.label_weight],  # sections/baselines, KD pass
+                    "soft_weight": [cfg.train.soft_weight, cfg.kd.soft_weight],
+                    "lr": [cfg.train.lr, cfg.kd.lr],
                     "train_samples": limit or 50000,
                     "test_samples": teacher_eval["samples"],
                     "batch_size": cfg.stream.batch_size,

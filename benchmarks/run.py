@@ -578,7 +578,8 @@ class Bench:
         cache = tile_cache(src, self.work / "stream.zarr", self.size["stream_rows"], self.cfg.store)
         student = build_student(cache, STUDENT, seed=0)
         tc = self.cfg.train
-        objective = LitObjective(student, list(range(1, cache.num_sections + 1)), 0.0, tc.temperature, tc.alpha)
+        sections = list(range(1, cache.num_sections + 1))
+        objective = LitObjective(student, sections, 0.0, tc.temperature, tc.label_weight, tc.soft_weight)
         names = objective.required_arrays()
         folder = self.work / "memmaps"
         rmtree(folder)

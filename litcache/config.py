@@ -29,6 +29,21 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _check_kd_weights(stage: str, label_weight: float, soft_weight: float) -> None:
+    _check(
+        label_weight >= 0 and soft_weight >= 0 and label_weight + soft_weight > 0,
+        f"{stage}.label_weight and {stage}.soft_weight must be >= 0 and not both 0, got {label_weight} and "
+        f"{soft_weight}",
+    )
+
+
+# keys that were renamed, with what to write instead
+RENAMED = {
+    "alpha": "{p}label_weight and {p}soft_weight (KD = label_weight*CE + soft_weight*T^2*softCE; the old alpha "
+    "weighted the soft targets, the reverse of LIT's reference code: alpha=a is label_weight=1-a, soft_weight=a)",
+}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how a view is made from a sample."""
@@ -39,7 +54,9 @@ class DataConfig:
     num_classes: int = 0  # 0 = from the source (torchvision's class list, or max label + 1 of shards)
     pad: int = 4  # random-crop padding of the CIFAR augmentation
     flip: bool = True
-    plain_view0: bool = True  # view 0 is the un-augmented image
+    # view 0 is the un-augmented image; off by default: the reference augments every epoch, and a student that
+    # trains on cached views must not spend an epoch on the plain image
+    plain_view0: bool = False
     mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
 
@@ -145,14 +162,17 @@ class TrainConfig:
     schedule: str = "cosine"
     beta: float = 0.0  # LIT's beta*KD + (1-beta)*sum(IR); 0 = IR only, the KD pass comes after
     temperature: float = 6.0  # LIT reference code
-    alpha: float = 0.95  # weight of the soft targets in KD (LIT reference code)
+    # KD = label_weight*CE(labels) + soft_weight*T^2*softCE(teacher): LIT's reference code has alpha = 0.95 on the
+    # labels and 1 - alpha on the soft targets
+    label_weight: float = 0.95
+    soft_weight: float = 0.05
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(0.0 <= self.beta <= 1.0, f"train.beta must be in [0, 1], got {self.beta}")
-        _check(0.0 <= self.alpha <= 1.0, f"train.alpha must be in [0, 1], got {self.alpha}")
+        _check_kd_weights("train", self.label_weight, self.soft_weight)
         _check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
         _check(self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -167,12 +187,13 @@ class KDConfig:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     temperature: float = 6.0
-    alpha: float = 0.95
+    label_weight: float = 0.95  # as train.label_weight / train.soft_weight (LIT's reference code)
+    soft_weight: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"kd.epochs must be >= 1, got {self.epochs}")
-        _check(0.0 <= self.alpha <= 1.0, f"kd.alpha must be in [0, 1], got {self.alpha}")
+        _check_kd_weights("kd", self.label_weight, self.soft_weight)
         _check(self.temperature > 0, f"kd.temperature must be > 0, got {self.temperature}")
         _check(self.schedule in SCHEDULES, f"kd.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -237,6 +258,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
+    if unknown and unknown[0] in RENAMED:
+        raise ConfigError(f"config key {prefix + unknown[0]!r} was replaced by " + RENAMED[unknown[0]].format(p=prefix))
     if unknown:
         raise ConfigError(
             f"unknown config key {prefix + unknown[0]!r}; valid keys under {prefix or 'the top level'}: "

@@ -11,31 +11,49 @@ def ir_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tenso
     return F.mse_loss(student_out, teacher_out)
 
 
+def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Batch mean of −Σ softmax(teacher/T)·log softmax(student/T): the soft-target term of LIT's reference loss.
+
+    It differs from KL(teacher_T ‖ student_T) by the teacher's entropy, a constant: same gradients, but the
+    logged values are the reference's.
+    """
+    targets = F.softmax(teacher_logits / temperature, dim=1)
+    return -(targets * F.log_softmax(student_logits / temperature, dim=1)).sum(1).mean()
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor | None,
     labels: torch.Tensor,
     temperature: float,
-    alpha: float,
+    label_weight: float,
+    soft_weight: float,
 ) -> torch.Tensor:
-    """Hinton KD as in LIT's reference code: α·T²·KL(teacher_T ‖ student_T) + (1−α)·CE(student, labels).
+    """LIT's ``AlphaDistillationLoss``: ``label_weight·CE(student, labels) + soft_weight·T²·softCE(student_T,
+    teacher_T)``, each a batch mean.
 
-    ``alpha=0`` is plain cross-entropy on the labels (training from scratch); ``teacher_logits`` may be None then.
+    The reference code's α weights the labels: its α = 0.95, T = 6 is ``label_weight=0.95, soft_weight=0.05``
+    (1.8 on the soft term after T²). ``soft_weight=0`` is plain cross-entropy on the labels (training from
+    scratch); ``teacher_logits`` may be None then.
     """
-    hard = F.cross_entropy(student_logits, labels)
-    if alpha == 0:
-        return hard
-    assert teacher_logits is not None, "KD with alpha > 0 needs teacher logits"
-    soft = F.kl_div(
-        F.log_softmax(student_logits / temperature, dim=1),
-        F.softmax(teacher_logits / temperature, dim=1),
-        reduction="batchmean",
-    )
-    return alpha * temperature * temperature * soft + (1 - alpha) * hard
+    loss = label_weight * F.cross_entropy(student_logits, labels) if label_weight else None
+    if soft_weight:
+        assert teacher_logits is not None, "KD with soft_weight > 0 needs teacher logits"
+        soft = soft_weight * temperature * temperature * soft_cross_entropy(student_logits, teacher_logits, temperature)
+        loss = soft if loss is None else loss + soft
+    if loss is None:
+        raise ValueError("kd_loss needs label_weight > 0 or soft_weight > 0")
+    return loss
 
 
 def lit_loss(ir_parts: list[torch.Tensor], kd: torch.Tensor | None, beta: float) -> torch.Tensor:
-    """LIT's combined objective β·KD + (1−β)·ΣIR (either term may be absent)."""
+    """LIT's combined objective β·KD + (1−β)·ΣIR (either term may be absent).
+
+    The reference code also halves this sum every step (``full_loss /= 2``); litcache does not. Under SGD with
+    momentum and weight decay, halving the loss equals halving the learning rate and doubling the weight
+    decay (the update is lr·(∇loss/2 + wd·w) = (lr/2)·(∇loss + 2wd·w)), so the reference's lr 0.1 and weight
+    decay 1e-4 are litcache's lr 0.05 and weight decay 2e-4.
+    """
     total = torch.stack(ir_parts).sum() * (1 - beta) if ir_parts else None
     if kd is not None:
         total = kd * beta if total is None else total + kd * beta

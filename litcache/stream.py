@@ -30,13 +30,18 @@ Batch = dict[str, np.ndarray]
 ROW = "row"  # every batch carries the global row index of each of its rows
 
 
+def view_of_epoch(cache: Cache, epoch: int) -> int:
+    """The view epoch ``epoch`` of a run reads: the run's stages share one counter, so no view repeats early."""
+    return epoch % cache.views
+
+
 def epoch_ranges(cache: Cache, epoch: int, seed: int) -> list[tuple[int, int]]:
     """Whole-unit row ranges of view ``epoch % views``, in the order every rank shares for (seed, epoch).
 
     A unit is one chunk, or one shard of a sharded cache: every range read whole can be checked against its
     unit's checksums.
     """
-    view = epoch % cache.views
+    view = view_of_epoch(cache, epoch)
     rows = range(view * cache.samples, (view + 1) * cache.samples)
     ranges = cache.chunk_ranges(rows, cache.rows_per_unit)
     random.Random(f"litcache:{seed}:{epoch}").shuffle(ranges)
@@ -175,6 +180,10 @@ class CacheStream:
     def world(self) -> tuple[int, int]:
         rank, world, _, _ = wds.utils.pytorch_worker_info()
         return rank, world
+
+    def view(self, epoch: int) -> int:
+        """The view epoch ``epoch`` of a run reads."""
+        return view_of_epoch(self.cache, epoch)
 
     def num_batches(self, epoch: int) -> int:
         _, world = self.world()

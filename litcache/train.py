@@ -113,13 +113,15 @@ class LitObjective(nn.Module):
         sections: Sequence[int],
         beta: float,
         temperature: float,
-        alpha: float,
+        label_weight: float,
+        soft_weight: float,
         teacher: SectionedModel | None = None,
     ) -> None:
         super().__init__()
         self.student = student
         self.sections = list(sections)
-        self.beta, self.temperature, self.alpha = beta, temperature, alpha
+        self.beta, self.temperature = beta, temperature
+        self.label_weight, self.soft_weight = label_weight, soft_weight
         self._teacher = [teacher] if teacher is not None else []  # not a submodule: never trained or synced
 
     def required_arrays(self) -> list[str]:
@@ -132,7 +134,9 @@ class LitObjective(nn.Module):
         for k in self.sections:
             names.update({boundary_name(k), boundary_name(k - 1) if k > 1 else "input"})
         if self.beta > 0:
-            names.update({"logits", "rows/label"})
+            names.add("rows/label")
+            if self.soft_weight:
+                names.add("logits")
         return sorted(names)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -160,7 +164,8 @@ class LitObjective(nn.Module):
                 parts[f"ir/s{k}"] = ir_loss(self.student.sections[k - 1](bounds[k - 1]), bounds[k])
         kd = None
         if self.beta > 0:
-            kd = kd_loss(self.student(x), t_logits, batch["rows/label"].long(), self.temperature, self.alpha)
+            labels = batch["rows/label"].long()
+            kd = kd_loss(self.student(x), t_logits, labels, self.temperature, self.label_weight, self.soft_weight)
             parts["kd"] = kd
         return {"loss": lit_loss(list(parts.values())[: len(self.sections)], kd, self.beta), **parts}
 
@@ -182,15 +187,26 @@ def _fit(
     on_epoch: Any,
     desc: str,
     show_progress: bool,
+    first_epoch: int = 0,
 ) -> list[dict[str, Any]]:
-    """The epoch loop with a resumable training state, shared by every mode."""
+    """The epoch loop with a resumable training state, shared by every mode.
+
+    Epoch e of this stage is epoch ``first_epoch + e`` of the run: the stream reads that epoch's view and order,
+    so a stage that follows another (the KD pass after the sections) reads the views the first one did not.
+    """
+    run_epochs = range(first_epoch, first_epoch + epochs)
     optimizer = build_optimizer(trainable, opt_cfg.lr, opt_cfg.momentum, opt_cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, opt_cfg.schedule, sum(stream.num_batches(e) for e in range(epochs)))
+    scheduler = build_scheduler(optimizer, opt_cfg.schedule, sum(stream.num_batches(e) for e in run_epochs))
     start = 0
     if resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state["epochs"] != epochs:
             raise ConfigError(f"{state_path} was trained for {state['epochs']} epochs, this run asks {epochs}")
+        if state.get("first_epoch", 0) != first_epoch:
+            raise ConfigError(
+                f"{state_path} started at epoch {state.get('first_epoch', 0)} of its run, this run starts at "
+                f"{first_epoch}: were the sections retrained since? Start this stage again without --resume"
+            )
         objective.student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -204,16 +220,18 @@ def _fit(
         def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
 
+        run_epoch = first_epoch + epoch
         rec = train_one_epoch(
             step,
             optimizer,
             scheduler,
-            stream.epoch(epoch),
-            total=stream.num_batches(epoch),
+            stream.epoch(run_epoch),
+            total=stream.num_batches(run_epoch),
             desc=f"{desc} {epoch + 1}/{epochs}",
             show_progress=show_progress,
         )
-        rec = {"epoch": epoch, **rec, "lr": float(scheduler.get_last_lr()[0])}
+        lr = float(scheduler.get_last_lr()[0])
+        rec = {"epoch": epoch, "run_epoch": run_epoch, "view": stream.view(run_epoch), **rec, "lr": lr}
         records.append(rec)
         if not is_main_process():
             continue
@@ -222,6 +240,7 @@ def _fit(
             {
                 "epoch": epoch,
                 "epochs": epochs,
+                "first_epoch": first_epoch,
                 "student": objective.student.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -286,7 +305,7 @@ def train_sections(
     sections = [section] if section is not None else list(range(1, n_sections + 1))
     student = build_student(cache, arch, seed=tc.seed).to(device)
     teacher = _load_teacher(teacher_path, cache, device)
-    objective = LitObjective(student, sections, tc.beta, tc.temperature, tc.alpha, teacher)
+    objective = LitObjective(student, sections, tc.beta, tc.temperature, tc.label_weight, tc.soft_weight, teacher)
     stream = CacheStream(cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda")
     if tc.beta == 0:  # sections not trained here take no gradient (DDP would wait for theirs)
         for k in set(range(1, n_sections + 1)) - set(sections):
@@ -305,7 +324,9 @@ def train_sections(
             {"sections": [names[k - 1] for k in sections], "mode": "online-lit" if teacher else "cached-lit", **rec},
         )
         for k in sections:
-            save_section(student, k, out / f"section-{names[k - 1]}.pt", cache, epochs=rec["epoch"] + 1)
+            # next_epoch: where the run's view counter stands after this epoch; the KD pass continues from it
+            path = out / f"section-{names[k - 1]}.pt"
+            save_section(student, k, path, cache, epochs=rec["epoch"] + 1, next_epoch=rec["run_epoch"] + 1)
 
     return _fit(
         objective,
@@ -343,6 +364,11 @@ def save_section(student: SectionedModel, k: int, path: Path, cache: Cache, **me
 
 def assemble_student(cache: Cache, sections_dir: str | Path, arch: str | None = None) -> SectionedModel:
     """The student whose sections were trained into ``sections_dir`` (by one or several processes)."""
+    return _assemble(cache, sections_dir, arch)[0]
+
+
+def _assemble(cache: Cache, sections_dir: str | Path, arch: str | None) -> tuple[SectionedModel, int]:
+    """The assembled student, and the run epoch its sections' training reached (the latest of them)."""
     sections_dir = Path(sections_dir)
     if not sections_dir.is_dir():
         raise CheckpointError(f"no sections folder {sections_dir}: run `litcache train-sections -o {sections_dir}`")
@@ -366,7 +392,8 @@ def assemble_student(cache: Cache, sections_dir: str | Path, arch: str | None = 
     student = build_student(cache, records[0]["arch"])
     for k, rec in enumerate(records, start=1):
         student.sections[k - 1].load_state_dict(rec["state_dict"])
-    return student
+    meta = [r.get("meta", {}) for r in records]
+    return student, max(int(m.get("next_epoch", m.get("epochs", 0))) for m in meta)
 
 
 def train_end_to_end(
@@ -385,23 +412,27 @@ def train_end_to_end(
     """The KD pass (from ``sections_dir``), or a baseline from a fresh student: KD only, or ``labels_only``.
 
     Baselines take their optimiser settings (lr, momentum, weight decay, schedule) from ``cfg.train``, like a
-    LIT student's sections; the KD pass takes them from ``cfg.kd``. Writes a standalone checkpoint ``out``
-    (architecture + weights, usable without the cache) and ``out.metrics.jsonl`` beside it.
+    LIT student's sections; the KD pass takes them from ``cfg.kd``. The KD pass continues the run's view counter
+    where the sections' training stopped (after N section epochs it reads views N, N+1, ...); a baseline starts
+    at view 0. Writes a standalone checkpoint ``out`` (architecture + weights, usable without the cache) and
+    ``out.metrics.jsonl`` beside it.
     """
     kc = cfg.kd
     epochs = epochs or kc.epochs
     out = Path(out)
     cache, device = _prepare(cfg, cache_url, out.parent)
+    first_epoch = 0
     if sections_dir is not None:
-        student = assemble_student(cache, sections_dir, student_arch)
+        student, first_epoch = _assemble(cache, sections_dir, student_arch)
         mode = "lit-kd"
     else:  # baselines train every part, stem and head included, from a fresh initialisation
         student = build_student(cache, student_arch or cfg.train.student, copy_teacher_parts=False, seed=kc.seed)
         mode = "scratch" if labels_only else "kd"
     student.to(device)
     teacher = _load_teacher(teacher_path, cache, device)
-    alpha = 0.0 if labels_only else kc.alpha
-    objective = LitObjective(student, [], 1.0, kc.temperature, alpha, teacher)
+    # from scratch: cross-entropy on the labels alone
+    label_weight, soft_weight = (1.0, 0.0) if labels_only else (kc.label_weight, kc.soft_weight)
+    objective = LitObjective(student, [], 1.0, kc.temperature, label_weight, soft_weight, teacher)
     arrays = ["input", "rows/label"] if labels_only or teacher else objective.required_arrays()
     stream = CacheStream(cache, arrays, cfg.stream, pin_memory=device.type == "cuda")
     trainable = [p for p in student.parameters() if p.requires_grad]
@@ -423,6 +454,7 @@ def train_end_to_end(
         lambda rec: _append_jsonl(metrics, {"mode": mode, **rec}),
         mode,
         show_progress,
+        first_epoch,
     )
     if is_main_process():
         save_model(student.cpu(), out, mode=mode, epochs=epochs, cache=cache_identity(cache))

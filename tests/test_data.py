@@ -174,14 +174,15 @@ def test_views_differ_across_views_and_seeds(tiny_cfg: PipelineConfig, images: I
     assert np.mean([np.array_equal(v1[i], other_seed[i]) for i in range(len(v1))]) < 0.1
 
 
-def test_view_zero_is_the_plain_image(tiny_cfg: PipelineConfig, images: ImageSet) -> None:
+def test_view_zero_is_augmented_unless_plain_view0(tiny_cfg: PipelineConfig, images: ImageSet) -> None:
     plain = images.images.transpose(0, 3, 1, 2)
-    assert tiny_cfg.data.plain_view0
-    for seed in (0, SEED):
-        assert np.array_equal(_views(images, tiny_cfg.data, seed, 0), plain)
-    augmented = dataclasses.replace(tiny_cfg.data, plain_view0=False)
-    view0 = _views(images, augmented, SEED, 0)
+    assert not tiny_cfg.data.plain_view0  # students train on augmented views only, as the reference does
+    view0 = _views(images, tiny_cfg.data, SEED, 0)
     assert np.mean([np.array_equal(view0[i], plain[i]) for i in range(len(plain))]) < 0.1
+    with_plain = dataclasses.replace(tiny_cfg.data, plain_view0=True)
+    for seed in (0, SEED):
+        assert np.array_equal(_views(images, with_plain, seed, 0), plain)
+    assert np.array_equal(_views(images, with_plain, SEED, 1), _views(images, tiny_cfg.data, SEED, 1))
 
 
 def test_a_view_is_a_padded_crop_with_an_optional_flip(tiny_cfg: PipelineConfig, images: ImageSet) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,36 +24,79 @@ def test_ir_loss_is_mean_squared_error() -> None:
     assert ir_loss(b, b).item() == 0.0
 
 
-def test_kd_with_alpha_zero_is_cross_entropy(logits) -> None:
+def reference_alpha_distillation(
+    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, alpha: float
+) -> torch.Tensor:
+    """LIT's reference ``AlphaDistillationLoss`` (lit-code ``vdcnn/distillation_loss.py``), step for step.
+
+    Summed hard cross-entropy, summed soft cross-entropy scaled by T², combined as
+    ``(1 - alpha) * soft + alpha * hard`` and divided by the batch size (``size_average``).
+    """
+    hard_loss = F.cross_entropy(student, labels, reduction="sum")
+    hi_temp_inputs = F.log_softmax(student / temperature, dim=1)
+    soft_targets = F.softmax(teacher / temperature, dim=1)
+    soft_loss = (-(hi_temp_inputs * soft_targets).sum(1)).sum() * temperature**2
+    return ((1 - alpha) * soft_loss + alpha * hard_loss) / student.size(0)
+
+
+@pytest.mark.parametrize("alpha", [0.95, 0.5, 0.05])
+def test_kd_loss_is_the_reference_alpha_distillation_loss(logits, alpha: float) -> None:
     student, teacher, labels = logits
-    assert torch.equal(kd_loss(student, teacher, labels, 6.0, 0.0), F.cross_entropy(student, labels))
+    got = kd_loss(student, teacher, labels, 6.0, label_weight=alpha, soft_weight=1 - alpha)
+    torch.testing.assert_close(got, reference_alpha_distillation(student, teacher, labels, 6.0, alpha))
 
 
-def test_kd_soft_part_vanishes_when_logits_match(logits) -> None:
-    student, _, labels = logits
-    soft_only = kd_loss(student, student.clone(), labels, 4.0, 1.0)
-    assert abs(soft_only.item()) < 1e-5
-    mixed = kd_loss(student, student.clone(), labels, 4.0, 0.25)
-    torch.testing.assert_close(mixed, 0.75 * F.cross_entropy(student, labels), atol=1e-5, rtol=1e-5)
+def test_kd_loss_by_hand_on_fixed_logits() -> None:
+    """Two rows, three classes, every term written out: alpha weights the labels, as in the reference."""
+    student = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    teacher = torch.tensor([[4.0, 2.0, 0.0], [0.0, 2.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    t = 2.0
+
+    def softmax(row: list[float], temp: float) -> list[float]:
+        e = [math.exp(v / temp) for v in row]
+        return [v / sum(e) for v in e]
+
+    ce = [-math.log(softmax(s, 1.0)[y]) for s, y in zip(student.tolist(), labels.tolist(), strict=True)]
+    soft = [
+        -sum(p * math.log(q) for p, q in zip(softmax(tt, t), softmax(s, t), strict=True))
+        for s, tt in zip(student.tolist(), teacher.tolist(), strict=True)
+    ]
+    by_hand = (0.95 * sum(ce) + 0.05 * t * t * sum(soft)) / 2  # alpha = 0.95 on the labels
+    assert kd_loss(student, teacher, labels, t, 0.95, 0.05).item() == pytest.approx(by_hand, rel=1e-6)
+    # the weights are not interchangeable: swapping them is another loss
+    swapped = (0.05 * sum(ce) + 0.95 * t * t * sum(soft)) / 2
+    assert kd_loss(student, teacher, labels, t, 0.05, 0.95).item() == pytest.approx(swapped, rel=1e-6)
+    assert abs(by_hand - swapped) > 1.0
 
 
-def test_kd_soft_part_is_t_squared_kl_of_softened_distributions(logits) -> None:
+def test_kd_without_soft_weight_is_cross_entropy(logits) -> None:
     student, teacher, labels = logits
-    t, alpha = 3.0, 0.7
-    p_teacher = F.softmax(teacher / t, dim=1)
-    kl = (p_teacher * (p_teacher.log() - F.log_softmax(student / t, dim=1))).sum(1).mean()
-    expected = alpha * t * t * kl + (1 - alpha) * F.cross_entropy(student, labels)
-    loss = kd_loss(student, teacher, labels, t, alpha)
-    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
-    assert loss.item() > (1 - alpha) * F.cross_entropy(student, labels).item()  # differing logits cost something
+    assert torch.equal(kd_loss(student, None, labels, 6.0, 1.0, 0.0), F.cross_entropy(student, labels))
+
+
+def test_kd_soft_part_is_minimal_when_logits_match(logits) -> None:
+    student, teacher, labels = logits
+    # soft cross-entropy is the teacher's entropy plus KL: with matching logits only the entropy is left
+    p = F.softmax(student / 4.0, dim=1)
+    entropy = -(p * p.log()).sum(1).mean()
+    soft_only = kd_loss(student, student.clone(), labels, 4.0, 0.0, 1.0)
+    torch.testing.assert_close(soft_only, 16.0 * entropy)
+    assert kd_loss(student, teacher, labels, 4.0, 0.0, 1.0) > soft_only
 
 
 def test_kd_loss_pulls_the_student_towards_the_teacher(logits) -> None:
     student, teacher, labels = logits
     student = student.clone().requires_grad_(True)
-    kd_loss(student, teacher, labels, 6.0, 1.0).backward()
+    kd_loss(student, teacher, labels, 6.0, 0.0, 1.0).backward()
     moved = student - 0.5 * student.grad
-    assert kd_loss(moved, teacher, labels, 6.0, 1.0) < kd_loss(student, teacher, labels, 6.0, 1.0)
+    assert kd_loss(moved, teacher, labels, 6.0, 0.0, 1.0) < kd_loss(student, teacher, labels, 6.0, 0.0, 1.0)
+
+
+def test_kd_loss_needs_a_weight(logits) -> None:
+    student, teacher, labels = logits
+    with pytest.raises(ValueError, match="label_weight > 0 or soft_weight > 0"):
+        kd_loss(student, teacher, labels, 6.0, 0.0, 0.0)
 
 
 def test_lit_loss_combines_kd_and_summed_ir() -> None:

@@ -209,8 +209,8 @@ def test_online_and_cached_lit_give_the_same_loss(
     teacher, _ = load_model(teacher_path)
     student = build_student(open_cache(str(path)), "resnet8", seed=0)
     set_train_mode(student)
-    cached = LitObjective(student, [1, 2, 3], beta, 6.0, 0.95)(batch)
-    online = LitObjective(student, [1, 2, 3], beta, 6.0, 0.95, teacher.eval())(batch)
+    cached = LitObjective(student, [1, 2, 3], beta, 6.0, 0.95, 0.05)(batch)
+    online = LitObjective(student, [1, 2, 3], beta, 6.0, 0.95, 0.05, teacher.eval())(batch)
     assert cached.keys() == online.keys() == {"loss", *SECTIONS} | ({"kd"} if beta else set())
     for key in cached:
         torch.testing.assert_close(cached[key], online[key], rtol=rtol, atol=atol, msg=key)
@@ -230,7 +230,7 @@ def test_only_the_students_own_forward_updates_running_statistics(cache_path: Pa
     set_train_mode(student)
     set_train_mode(reference)
     before = running_stats(student)
-    LitObjective(student, [1, 2, 3], beta, 6.0, 0.95)(batch)
+    LitObjective(student, [1, 2, 3], beta, 6.0, 0.95, 0.05)(batch)
     after = running_stats(student)
     assert any(not torch.equal(before[k], after[k]) for k in after), "the step updated no running statistic"
     if beta > 0:  # exactly the update of one end-to-end forward
@@ -408,3 +408,83 @@ def test_torchrun_ddp_trains_sections_with_equal_batches(cache_path: Path, tmp_p
     assert done.stdout.count("epoch 2") == 1  # one summary line, from rank 0
     student = assemble_student(open_cache(str(cache_path)), out)
     assert all(torch.isfinite(p).all() for p in student.parameters())
+
+
+# -- one view counter per run ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four_view_cache(
+    tmp_path_factory: pytest.TempPathFactory, make_cfg: Callable[..., PipelineConfig], teacher_path: Path
+) -> Path:
+    out = tmp_path_factory.mktemp("views4") / "cache.zarr"
+    extract(make_cfg("extract.views=4"), str(teacher_path), str(out), limit=32, show_progress=False)
+    return out
+
+
+def spy_on_views(monkeypatch: pytest.MonkeyPatch, samples: int) -> list[set[int]]:
+    """Record, per epoch a stream serves, the views its rows belong to (rows are view-major)."""
+    seen: list[set[int]] = []
+    real = CacheStream.epoch
+
+    def epoch(self: CacheStream, run_epoch: int) -> Any:
+        seen.append(set())
+        for batch in real(self, run_epoch):
+            seen[-1].update((batch["row"] // samples).tolist())
+            yield batch
+
+    monkeypatch.setattr(CacheStream, "epoch", epoch)
+    return seen
+
+
+def test_the_kd_pass_continues_the_view_counter_of_the_sections(
+    four_view_cache: Path, train_cfg: PipelineConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = spy_on_views(monkeypatch, samples=32)
+    sections = tmp_path / "sections"
+    train_sections(train_cfg, str(four_view_cache), sections, epochs=2, show_progress=False)
+    litcache.train.train_end_to_end(
+        train_cfg, str(four_view_cache), tmp_path / "student.pt", sections_dir=sections, epochs=2, show_progress=False
+    )
+    assert seen == [{0}, {1}, {2}, {3}]  # not 0, 1, 0, 1: every view of the cache is read once
+    assert [m["view"] for m in read_metrics(sections / "metrics.jsonl")] == [0, 1]
+    kd_lines = read_metrics(tmp_path / "student.pt.metrics.jsonl")
+    assert [(m["epoch"], m["run_epoch"], m["view"]) for m in kd_lines] == [(0, 2, 2), (1, 3, 3)]
+
+    seen.clear()  # a baseline is a run of its own: it starts at view 0
+    litcache.train.train_end_to_end(
+        train_cfg, str(four_view_cache), tmp_path / "kd.pt", student_arch="resnet8", epochs=3, show_progress=False
+    )
+    assert seen == [{0}, {1}, {2}]
+
+
+def test_a_resumed_kd_pass_reads_the_views_of_the_uninterrupted_one(
+    four_view_cache: Path, train_cfg: PipelineConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sections = tmp_path / "sections"
+    train_sections(train_cfg, str(four_view_cache), sections, epochs=1, show_progress=False)
+    whole = tmp_path / "whole.pt"
+    kd = litcache.train.train_end_to_end
+    kd(train_cfg, str(four_view_cache), whole, sections_dir=sections, epochs=3, show_progress=False)
+
+    real = litcache.train.train_one_epoch
+    calls: list[int] = []
+
+    def interrupted_in_epoch_two(*args: Any, **kwargs: Any) -> dict[str, float]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    part = tmp_path / "part.pt"
+    monkeypatch.setattr(litcache.train, "train_one_epoch", interrupted_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        kd(train_cfg, str(four_view_cache), part, sections_dir=sections, epochs=3, show_progress=False)
+    monkeypatch.setattr(litcache.train, "train_one_epoch", real)
+    seen = spy_on_views(monkeypatch, samples=32)
+    records = kd(
+        train_cfg, str(four_view_cache), part, sections_dir=sections, epochs=3, resume=True, show_progress=False
+    )
+    assert seen == [{2}, {3}] and [r["view"] for r in records] == [2, 3]
+    assert [m["view"] for m in read_metrics(part.with_name("part.pt.metrics.jsonl"))] == [1, 2, 3]
+    assert_same_weights(load_model(part)[0], load_model(whole)[0])
