@@ -77,13 +77,28 @@ def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(fn)
 
 
+MODEL_KEYS = ("teacher.model", "train.student")  # values are YAML: a built-in name or a {factory: ...} mapping
+
+
 def resolve(pipeline: str, overrides: tuple[str, ...], data: str | None = None, **extra: Any) -> PipelineConfig:
-    """Defaults < pipeline file < --set < the command's own flags (--data, --views, ...)."""
+    """Defaults < pipeline file < --set < the command's own flags (--data, --views, --student, ...)."""
     items = list(overrides)
     if data is not None:
         items.append(f"data.source={json.dumps(data)}")
-    items += [f"{key}={json.dumps(value)}" for key, value in extra.items() if value is not None]
+    for key, value in extra.items():
+        if value is not None:
+            items.append(f"{key}={value if key in MODEL_KEYS else json.dumps(value)}")
     return load_pipeline(pipeline, items)
+
+
+def model_option(name: str, key: str, what: str) -> Callable[..., Any]:
+    return click.option(
+        name,
+        default=None,
+        metavar="MODEL",
+        help=f"{what} (default: {key}): a built-in name (resnet20, resnext29, generator6, ...) or a YAML mapping "
+        "such as '{factory: torchvision.models:resnet50, sections: [layer1, layer2, layer3, layer4]}'.",
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -131,7 +146,7 @@ def pipelines_cmd(name: str | None) -> None:
 @data_option
 @click.option("--output", "-o", required=True, metavar="CKPT", help="Where to write the teacher checkpoint.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override teacher.epochs.")
-@click.option("--arch", default=None, help="Override teacher.arch (e.g. resnet56).")
+@model_option("--model", "teacher.model", "The teacher to train")
 @limit_option
 @quiet_option
 @_handle_errors
@@ -141,7 +156,7 @@ def train_teacher_cmd(
     data: str | None,
     output: str,
     epochs: int | None,
-    arch: str | None,
+    model: str | None,
     limit: int | None,
     quiet: bool,
 ) -> None:
@@ -152,9 +167,9 @@ def train_teacher_cmd(
     """
     from litcache.supervised import train_teacher
 
-    cfg = resolve(pipeline, overrides, data, **{"teacher.epochs": epochs, "teacher.arch": arch})
+    cfg = resolve(pipeline, overrides, data, **{"teacher.epochs": epochs, "teacher.model": model})
     record = train_teacher(cfg, output, limit=limit, show_progress=not quiet)
-    click.echo(f"teacher {cfg.teacher.arch} -> {output} (last epoch loss {record['loss']:.4f})")
+    click.echo(f"teacher {cfg.teacher.model.describe()} -> {output} (last epoch loss {record['loss']:.4f})")
 
 
 @main.command("extract")
@@ -326,7 +341,7 @@ def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool) -> None:
 @pipeline_options
 @click.option("--cache", "-c", "cache_url", required=True, metavar="CACHE", help="Cache written by `extract`.")
 @click.option("--output", "-o", required=True, metavar="DIR", help="Folder for section checkpoints and metrics.")
-@click.option("--student", default=None, metavar="ARCH", help="Student architecture (default: train.student).")
+@model_option("--student", "train.student", "The student")
 @click.option(
     "--section",
     type=click.IntRange(min=1),
@@ -367,12 +382,11 @@ def train_sections_cmd(
     """
     from litcache.train import train_sections
 
-    cfg = resolve(pipeline, overrides)
+    cfg = resolve(pipeline, overrides, **{"train.student": student})
     records = train_sections(
         cfg,
         cache_url,
         output,
-        student_arch=student,
         section=section,
         epochs=epochs,
         resume=resume,
@@ -404,7 +418,7 @@ def train_sections_cmd(
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override kd.epochs.")
 @click.option("--from-scratch", is_flag=True, help="Baseline: KD only, from a freshly initialised student.")
 @click.option("--labels-only", is_flag=True, help="Baseline: from scratch on the labels (implies --from-scratch).")
-@click.option("--student", default=None, metavar="ARCH", help="Student architecture for the baselines.")
+@model_option("--student", "train.student", "The student of a baseline")
 @click.option(
     "--teacher",
     "-t",
@@ -441,13 +455,12 @@ def kd_cmd(
 
     if (sections_dir is None) == (not (from_scratch or labels_only)):
         raise click.UsageError("pass --student-sections DIR, or --from-scratch / --labels-only for a baseline")
-    cfg = resolve(pipeline, overrides)
+    cfg = resolve(pipeline, overrides, **{"train.student": student})
     records = train_end_to_end(
         cfg,
         cache_url,
         output,
         sections_dir=sections_dir,
-        student_arch=student,
         labels_only=labels_only,
         epochs=epochs,
         teacher_path=teacher,
@@ -550,21 +563,30 @@ def evaluate_cmd(
     limit: int | None,
     as_json: bool,
 ) -> None:
-    """Test-split accuracy of any checkpoint (top-1; top-5 too with more than 10 classes).
+    """Test-split accuracy of any checkpoint (top-1; top-5 too with more than 10 classes), or the PSNR and SSIM of
+    an image-to-image model. A plain state dict (.pt/.pth/.safetensors) is evaluated as the pipeline's
+    teacher.model.
 
     \b
-    Example:  litcache evaluate -m runs/student.pt -d ../shared/data/cifar10 --json
+    Examples:
+      litcache evaluate -m runs/student.pt -d ../shared/data/cifar10 --json
+      litcache evaluate -m resnet50.pth -d shards/ --set 'teacher.model={factory: torchvision.models:resnet50}'
     """
     from litcache.supervised import evaluate_checkpoint
 
     cfg = resolve(pipeline, overrides, data)
-    result = evaluate_checkpoint(model_path, cfg.data, limit, cfg.train.device)
+    result = evaluate_checkpoint(model_path, cfg, limit)
     if as_json:
         click.echo(json.dumps(result))
+    elif "psnr" in result:
+        click.echo(
+            f"{model_path} ({result['model']}): PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
+            f"on {result['samples']} test samples"
+        )
     else:
         extra = f", top-5 {result['top5']:.4f}" if "top5" in result else ""
         click.echo(
-            f"{model_path} ({result['arch']}): top-1 {result['accuracy']:.4f}{extra} "
+            f"{model_path} ({result['model']}): top-1 {result['accuracy']:.4f}{extra} "
             f"on {result['samples']} test samples"
         )
 

@@ -49,7 +49,7 @@ def extract_units(
     cache = open_cache(out, storage_options, writable=True)
     assert isinstance(cache, CacheWriter)
     if key not in _LOADED:
-        teacher, images = load_teacher_and_data(cfg, teacher_path, limit, device)
+        teacher, images, _ = load_teacher_and_data(cfg, teacher_path, limit, device)
         _LOADED[key] = teacher, images, fingerprint_state(teacher.state_dict()), images.fingerprint()
     teacher, images, teacher_fp, data_fp = _LOADED[key]
     if teacher_fp != cache.manifest["teacher"]["fingerprint"]:

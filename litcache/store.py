@@ -32,8 +32,9 @@ from litcache.config import StoreConfig
 from litcache.errors import CacheError
 
 FORMAT = "litcache-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PROGRESS = "progress/units"
+FROZEN = "teacher/frozen"  # the teacher's parameters and buffers outside its sections, one array each
 STATS = "progress/stats"
 STAT_FIELDS = ("sum", "sum_sq", "abs_max")  # per boundary and unit, in float64
 
@@ -246,8 +247,22 @@ class Cache:
         return [(max(s, rows.start), min(s + step, rows.stop)) for s in range(first, rows.stop, step) if s < rows.stop]
 
     def boundary_shapes(self) -> list[tuple[int, ...]]:
-        """Shapes of b0..bS (b0 is recomputed from ``input`` by the cached stem)."""
+        """Shapes of b0..bS (b0 is stored, or recomputed from ``input`` by the frozen stem: see ``b0_stored``)."""
         return [tuple(s) for s in self.manifest["teacher"]["boundary_shapes"]]
+
+    @property
+    def b0_stored(self) -> bool:
+        """Whether ``boundary/0`` is an array of the cache (else section 1's input is the stem of ``input``)."""
+        return self.manifest["teacher"].get("b0") == "stored"
+
+    def stored_boundaries(self) -> list[int]:
+        """Indices k of the ``boundary/k`` arrays, in order."""
+        return list(range(0 if self.b0_stored else 1, self.num_sections + 1))
+
+    @property
+    def output_name(self) -> str:
+        """The array of the teacher's outputs: ``logits`` for a classifier, ``output`` for an image model."""
+        return "output" if self.manifest["teacher"].get("output") == "image" else "logits"
 
     def array(self, name: str) -> zarr.Array:
         if name not in self._arrays:  # opening reads metadata: once per array, not per read
@@ -367,18 +382,18 @@ class Cache:
         return problems
 
     def boundary_stats(self) -> list[dict[str, float]]:
-        """Mean, std and max |x| of each stored boundary over the units written so far."""
-        stats = read_array(self.array(STATS))  # (units, S, 3)
+        """Mean, std and max |x| of each stored boundary (``stored_boundaries``) over the units written so far."""
+        stats = read_array(self.array(STATS))  # (units, stored boundaries, 3)
         done = self.done_units()
         out = []
-        for k in range(stats.shape[1]):
-            shape = self.boundary_shapes()[k + 1]
+        for i, k in enumerate(self.stored_boundaries()):
+            shape = self.boundary_shapes()[k]
             n = float(sum(e - s for s, e in map(self.unit_rows, np.flatnonzero(done).tolist()))) * math.prod(shape)
-            total, total_sq = stats[done, k, 0].sum(), stats[done, k, 1].sum()
+            total, total_sq = stats[done, i, 0].sum(), stats[done, i, 1].sum()
             mean = total / n if n else 0.0
             var = max(total_sq / n - mean * mean, 0.0) if n else 0.0
-            absmax = float(stats[done, k, 2].max()) if done.any() else 0.0
-            out.append({"mean": float(mean), "std": math.sqrt(var), "abs_max": absmax})
+            absmax = float(stats[done, i, 2].max()) if done.any() else 0.0
+            out.append({"boundary": k, "mean": float(mean), "std": math.sqrt(var), "abs_max": absmax})
         return out
 
 
@@ -399,7 +414,7 @@ class CacheWriter(Cache):
     def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None = None) -> None:
         """Write one whole unit of every data array, then its progress record.
 
-        ``stats`` (S, 3): sum, sum of squares and max |x| per boundary of the values as stored (bit-rounded
+        ``stats`` (B, 3): sum, sum of squares and max |x| per stored boundary of the values as stored (bit-rounded
         when ``store.bitround_keepbits`` is set), when the caller has them already.
         """
         s, e = self.unit_rows(unit)
@@ -408,7 +423,8 @@ class CacheWriter(Cache):
         if missing:
             raise CacheError(f"unit {unit}: no data for {sorted(missing)}")
         record = np.zeros(1 + len(names), dtype=np.uint32)
-        final = np.zeros((self.num_sections, len(STAT_FIELDS))) if stats is None else np.array(stats, np.float64)
+        bounds = [n for n in names if n.startswith("boundary/")]
+        final = np.zeros((len(bounds), len(STAT_FIELDS))) if stats is None else np.array(stats, np.float64)
         stored: list[tuple[Any, str, Any]] = []  # (store, key, bytes) of the chunks encoded here
         for j, name in enumerate(names):
             x = arrays[name]
@@ -424,7 +440,7 @@ class CacheWriter(Cache):
                 self.array(name)[s:e] = x
             record[1 + j] = crc32(x)
             if name.startswith("boundary/") and stats is None:
-                k = int(name.split("/")[1]) - 1
+                k = bounds.index(name)
                 x64 = x.astype(np.float64)
                 final[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())
         prototype = default_buffer_prototype()

@@ -75,7 +75,7 @@ def test_the_teachers_memory_format_does_not_change_the_cache(
             )
         else:
             assert np.array_equal(a, b), name
-    stem, plain_stem = dict(_small(default, "stem")), dict(_small(plain, "stem"))
+    stem, plain_stem = dict(_small(default, "frozen")), dict(_small(plain, "frozen"))
     assert stem.keys() == plain_stem.keys()
     for name in stem:
         assert np.array_equal(stem[name][...], plain_stem[name][...]), name
@@ -84,18 +84,19 @@ def test_the_teachers_memory_format_does_not_change_the_cache(
 def test_cached_stem_and_input_recompute_boundary_zero(cache_path: Path, teacher_path: Path) -> None:
     cache = open_cache(str(cache_path))
     teacher, _ = load_model(teacher_path)
-    student = build_model("resnet8").eval()
-    stem = {k.removeprefix("teacher/stem/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "stem")}
-    head = {k.removeprefix("teacher/head/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "head")}
-    student.stem.load_state_dict(stem)
-    student.head.load_state_dict(head)
+    student = build_model("resnet14").eval()  # another depth: only the parts outside the sections are copied
+    frozen = {
+        k.removeprefix("teacher/frozen/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "frozen")
+    }
+    assert frozen.keys() == teacher.frozen_state().keys() and "normalize.mean" in frozen and "net.fc.weight" in frozen
+    student.load_frozen(frozen)
     x = to_unit_float(torch.from_numpy(cache.array("input")[:16]))
     with torch.no_grad():
-        b0 = student.stem(x)
-        assert torch.equal(b0, teacher.stem(x))
-        b1 = teacher.sections[0](b0)
+        b0 = student.stem_output(x)
+        assert torch.equal(b0, teacher.stem_output(x))
+        b1 = teacher.run_section(1, b0)
         b3 = torch.from_numpy(cache.array("boundary/3")[:16]).float()
-        logits = student.head(b3)
+        logits = student.net.fc(torch.flatten(student.net.avgpool(b3), 1))  # the frozen head on the cached b3
     np.testing.assert_allclose(cache.array("boundary/1")[:16].astype(np.float32), b1.numpy(), rtol=ROUNDED, atol=2e-3)
     np.testing.assert_allclose(cache.array("logits")[:16], logits.numpy(), rtol=1e-2, atol=1e-2)
 
@@ -112,12 +113,15 @@ def test_manifest_describes_the_cache(cache_path: Path, teacher_path: Path, tiny
     m = open_cache(str(cache_path)).manifest
     teacher, _ = load_model(teacher_path)
     images = load_images(tiny_cfg.data, "train")
-    assert m["format"] == "litcache-cache" and m["format_version"] == 1
+    assert m["format"] == "litcache-cache" and m["format_version"] == 2
     assert m["complete"] is True
-    assert m["teacher"]["arch"] == "resnet8"
+    assert m["teacher"]["model"] == teacher.spec and m["teacher"]["model"]["name"] == "resnet8"
     assert m["teacher"]["fingerprint"] == fingerprint_state(teacher.state_dict())
-    assert m["teacher"]["sections"] == ["s1", "s2", "s3"]
+    assert m["teacher"]["sections"] == ["layer1", "layer2", "layer3"]
     assert m["teacher"]["boundary_shapes"] == [[16, 32, 32], [16, 32, 32], [32, 16, 16], [64, 8, 8]]
+    # b0 (16x32x32 float16, 32 KB) is bigger than the input (3x32x32 uint8): recomputed by the frozen stem
+    assert m["teacher"]["b0"] == "recomputed" and "boundary/0" not in m["progress_arrays"]
+    assert (m["teacher"]["output"], m["teacher"]["output_shape"]) == ("logits", [10])
     assert m["data"]["fingerprint"] == images.fingerprint() and m["data"]["samples"] == 64
     assert (m["views"], m["seed"], m["rows"]) == (2, 0, 128)
     assert m["transform"] == {"kind": "pad-crop-flip", "pad": 4, "flip": True, "plain_view0": False}
@@ -300,7 +304,7 @@ def test_float16_overflow_says_to_use_float32(
 ) -> None:
     teacher, _ = load_model(teacher_path)
     with torch.no_grad():
-        teacher.stem[1].weight.mul_(1e6)  # stem activations far beyond float16's 65504
+        teacher.net.conv1.weight.mul_(1e6)  # stem activations far beyond float16's 65504
     loud = tmp_path / "loud.pt"
     save_model(teacher, loud)
     with pytest.raises(CacheError, match="store.dtype=float32") as exc:
