@@ -322,7 +322,10 @@ def test_a_student_that_does_not_fit_the_cache_is_refused(cache_copy: Path, tmp_
     manifest = dict(group.attrs["litcache"])
     manifest["teacher"]["boundary_shapes"][2] = [48, 16, 16]
     group.attrs["litcache"] = manifest
-    with pytest.raises(CompatibilityError, match=r"boundary 2 \(output of section 2: .*\): the cached teacher \(48, 16, 16\), student resnet8 \(32, 16, 16\)"):
+    expected = (
+        r"boundary 2 \(output of section 2: .*\): the cached teacher \(48, 16, 16\), student resnet8 \(32, 16, 16\)"
+    )
+    with pytest.raises(CompatibilityError, match=expected):
         build_student(open_cache(str(cache_copy)), "resnet8")
     result = invoke("train-sections", "-c", cache_copy, "-o", tmp_path / "out", "-q")
     assert_clean_error(result, "boundary 2")
