@@ -268,8 +268,8 @@ def load_teacher_and_data(
     what a forward of the teacher on that data's input shape shows."""
     d = cfg.data
     # the data is read once the checkpoint has been (a missing file fails first); the loader keeps decoded splits
-    classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
-    teacher = load_teacher(teacher_path, cfg.teacher.model, classes, d.mean, d.std, cfg.factories())
+    data_classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
+    teacher = load_teacher(teacher_path, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories())
     images = load_images(d, "train", limit)
     teacher.to(device).to(memory_format=teacher_memory_format(cfg)).eval()
     shapes = probe(teacher, images.input_shape)
