@@ -197,3 +197,37 @@ def test_every_builtin_pipeline_runs_end_to_end_at_tiny_size(name: str, data_dir
         and any(n.startswith("scratch-") for n in names)
     )
     assert open_cache(str(tmp_path / "cache.zarr")).complete
+
+
+def test_the_readmes_bring_your_own_model_example_runs(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's factory file, pipeline and commands, as written (tiny sizes added with --set)."""
+    import re
+
+    import yaml
+    from click.testing import CliRunner
+
+    from litcache.cli.main import main
+
+    readme = (TESTS.parent / "README.md").read_text().split("### Bring your own model", 1)[1]
+    code, pipeline, commands = re.findall(r"```(?:python|yaml|bash)\n(.*?)```", readme, re.S)[:3]
+    (tmp_path / "my_models.py").write_text(code)
+    (tmp_path / "my-pipeline.yaml").write_text(pipeline)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = yaml.safe_load(pipeline)["teacher"]["model"]
+    from my_models import tower  # type: ignore[import-not-found]
+
+    torch.save(tower(**spec["kwargs"]).state_dict(), tmp_path / "tower8.pth")  # a user's plain state dict
+    tiny = [a for item in TINY_RUN for a in ("--set", item)]
+    for line in commands.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line.startswith("litcache "):
+            continue
+        args = line.split()[1:]
+        args = [str(data_dir) if a == "../shared/data/cifar10" else a for a in args]
+        limit = ["--limit", "16"] if args[0] in ("extract", "evaluate") else []
+        result = CliRunner().invoke(main, [*args, *limit, *tiny, *(["-q"] if args[0] != "evaluate" else [])])
+        assert result.exit_code == 0, (line, result.output)
+    assert "top-1" in result.output  # the last command evaluates the student
