@@ -25,6 +25,7 @@ from litcache.models.registry import check_trusted, describe
 
 FORMAT = "litcache-model"
 VERSION = 2
+NOT_A_CHECKPOINT = "it is not a PyTorch checkpoint (torch.save's .pt/.pth) or it is truncated or corrupt"
 
 
 def model_record(model: SectionedModel, **meta: Any) -> dict[str, Any]:
@@ -75,12 +76,14 @@ def read_weights_file(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"checkpoint {path} holds Python objects besides tensors (code runs when it is unpickled); litcache "
-            "loads weights only: save the model's state_dict (or a litcache checkpoint) instead"
-        ) from exc
-    except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"cannot read checkpoint {path}: it is not a PyTorch file ({exc})") from exc
+        if "Unsupported global" in str(exc):  # a well-formed pickle of objects other than tensors: code
+            raise CheckpointError(
+                f"checkpoint {path} holds Python objects besides tensors (code runs when it is unpickled); "
+                "litcache loads weights only: save the model's state_dict (or a litcache checkpoint) instead"
+            ) from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {NOT_A_CHECKPOINT}") from exc
+    except Exception as exc:  # torch raises several types for corrupt or foreign files, with cryptic texts
+        raise CheckpointError(f"cannot read checkpoint {path}: {NOT_A_CHECKPOINT}") from exc
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -237,8 +237,18 @@ def _teacher_rows(
     return [torch.cat(parts) for parts in zip(*bounds, strict=True)], torch.cat(logits)
 
 
+def check_finite(t: torch.Tensor, what: str) -> None:
+    """Refuse NaN and Inf coming out of the teacher: a cache of them would train nothing (and silently)."""
+    if not bool(torch.isfinite(t).all()):
+        kind = "NaN" if bool(torch.isnan(t).any()) else "Inf"
+        raise CacheError(
+            f"the teacher's {what} holds {kind} values: the checkpoint is broken or the teacher diverged; check it "
+            "with `litcache evaluate`"
+        )
+
+
 @torch.inference_mode()
-def unit_stats(bounds: list[torch.Tensor], first: int = 1) -> np.ndarray:
+def unit_stats(bounds: list[torch.Tensor], first: int = 1, where: str = "") -> np.ndarray:
     """(B, 3) float64: sum, sum of squares and max |x| of each stored boundary (b_first ...) of one unit, of the
     stored values.
 
@@ -251,7 +261,8 @@ def unit_stats(bounds: list[torch.Tensor], first: int = 1) -> np.ndarray:
         lo, hi = torch.aminmax(t)
         peak = torch.maximum(-lo, hi).double()
         if not torch.isfinite(peak):
-            raise CacheError(f"boundary {k} does not fit {t.dtype} (it overflows); set store.dtype=float32")
+            check_finite(t if t.dtype != torch.float16 else t[~torch.isinf(t)], f"boundary {k}{where}")
+            raise CacheError(f"boundary {k}{where} does not fit {t.dtype} (it overflows); set store.dtype=float32")
         x = t.float().reshape(len(t), -1)
         rows.append(torch.stack([x.sum(1).double().sum(), x.square().sum(1).double().sum(), peak]))
     return torch.stack(rows).cpu().numpy()
@@ -352,7 +363,9 @@ def write_units(
                     sl = slice(offset, offset + e - s)
                     offset += e - s
                     unit_bounds = [b[sl] for b in bounds]
-                    stats = unit_stats(unit_bounds, first)
+                    where = f" (rows {s}..{e - 1}, unit {u})"
+                    stats = unit_stats(unit_bounds, first, where)
+                    check_finite(logits[sl], f"{cache.output_name}{where}")
                     arrays = {
                         "rows/sample": samples[sl].astype(np.int32),
                         "rows/view": views[sl].astype(np.int32),

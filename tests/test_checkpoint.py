@@ -63,11 +63,26 @@ def test_torch_file_that_is_not_a_litcache_checkpoint(tmp_path: Path) -> None:
         load_model(path)
 
 
-def test_garbage_file_is_a_checkpoint_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b"this is not a checkpoint", b"PK\x03\x04 a broken zip", bytes(range(256)) * 4],
+    ids=["text", "zip", "bytes"],
+)
+def test_garbage_file_is_a_checkpoint_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "garbage.pt"
-    path.write_text("this is not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*garbage.pt: it is not a PyTorch file"):
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as exc:
         read_checkpoint(path)
+    expected = "it is not a PyTorch checkpoint (torch.save's .pt/.pth) or it is truncated or corrupt"
+    assert str(exc.value) == f"cannot read checkpoint {path}: {expected}"  # not torch's own cryptic text
+
+
+def test_a_truncated_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    save_model(build_model("resnet8"), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_model(path)
 
 
 def test_pickled_objects_are_refused_as_code(tmp_path: Path) -> None:

@@ -376,3 +376,25 @@ def test_a_rounding_writer_checksums_what_it_stores_without_reading_back(
     assert writer.verify([0]) == []  # the record's checksums are of the rounded, stored values
     stats = zarr.open_group(str(out))["progress/stats"][0]
     assert stats[0, 2] == np.abs(stored.astype(np.float64)).max()
+
+
+@pytest.mark.parametrize(
+    ("poison", "dtype", "message"),
+    [
+        ("net.layer2.0.conv1.weight", "float16", r"boundary 2 \(rows 0\.\.\d+, unit 0\) holds NaN"),
+        ("net.layer2.0.conv1.weight", "float32", r"boundary 2 \(rows 0\.\.\d+, unit 0\) holds NaN"),
+        ("net.fc.bias", "float16", r"logits \(rows 0\.\.15, unit 0\) holds Inf"),
+    ],
+)
+def test_nan_and_inf_from_the_teacher_are_refused(
+    make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path, poison: str, dtype: str, message: str
+) -> None:
+    teacher, _ = load_model(teacher_path)
+    with torch.no_grad():
+        teacher.state_dict()[poison].view(-1)[0] = float("nan") if "conv" in poison else float("inf")
+    broken = tmp_path / "broken.pt"
+    save_model(teacher, broken)
+    out = tmp_path / "c.zarr"
+    with pytest.raises(CacheError, match=message + " values: the checkpoint is broken or the teacher diverged"):
+        extract(make_cfg(f"store.dtype={dtype}"), str(broken), str(out), limit=16, show_progress=False)
+    assert not open_cache(str(out), writable=True).done_units().any()  # nothing vouched for

@@ -50,7 +50,8 @@ def probe(model: SectionedModel, input_shape: Sequence[int], check_sections: boo
             )
         for k in range(1, model.num_sections + 1) if check_sections else ():
             alone = model.run_section(k, bounds[k - 1])
-            if alone.shape != bounds[k].shape or not torch.allclose(alone, bounds[k], rtol=1e-4, atol=1e-5):
+            same = alone.shape == bounds[k].shape and torch.allclose(alone, bounds[k], 1e-4, 1e-5, equal_nan=True)
+            if not same:
                 raise CompatibilityError(
                     f"section {k} ({model.section_paths[k - 1]!r}) run alone on boundary {k - 1} does not give the "
                     f"boundary {k} of the model's own forward: the forward does more between its sections than "
