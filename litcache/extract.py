@@ -39,7 +39,7 @@ from litcache.store import (
 log = logging.getLogger(__name__)
 
 # manifest entries that must agree for --resume to continue a cache
-RESUME_KEYS = ("teacher", "data", "views", "seed", "transform", "store", "arrays", "rows")
+RESUME_KEYS = ("teacher", "data", "views", "seed", "transform", "store", "compute", "arrays", "rows")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,7 +78,13 @@ def array_specs(input_shape: tuple[int, ...], shapes: Probe, b0: bool, dtype: st
 
 
 def build_manifest(
-    cfg: PipelineConfig, teacher: SectionedModel, teacher_path: str, images: ImageSet, shapes: Probe, b0: bool
+    cfg: PipelineConfig,
+    teacher: SectionedModel,
+    teacher_path: str,
+    images: ImageSet,
+    shapes: Probe,
+    b0: bool,
+    device_type: str,
 ) -> dict[str, Any]:
     return {
         "litcache_version": __version__,
@@ -112,12 +118,22 @@ def build_manifest(
             "plain_view0": cfg.data.plain_view0,
         },
         "store": {k: v for k, v in cfg.to_dict()["store"].items()},
+        # how the numbers were computed: another device, memory format or batch size rounds differently, so a
+        # resumed cache must keep them to equal an uninterrupted one bit for bit
+        "compute": {
+            "device": device_type,
+            "channels_last": cfg.extract.channels_last,
+            "batch_size": cfg.extract.batch_size,
+        },
         "pipeline": cfg.to_dict(),
     }
 
 
 def _check_resumable(cache: CacheWriter, manifest: Mapping[str, Any]) -> None:
     diffs = []
+    written_by = cache.manifest.get("litcache_version")
+    if written_by != __version__:  # the same settings may compute other numbers
+        diffs.append(f"litcache version: the cache was written by {written_by}, this is {__version__}")
     for key in RESUME_KEYS:
         old, new = cache.manifest.get(key), manifest.get(key)
         if key in ("teacher", "data"):
@@ -303,13 +319,17 @@ def open_output(
     overwrite: bool,
     storage_options: Mapping[str, Any] | None,
     device: torch.device,
+    compute_device: str | None = None,
 ) -> tuple[CacheWriter, SectionedModel, ImageSet]:
-    """Create the cache at ``out`` (or reopen it to resume); the teacher and data loaded on the way."""
+    """Create the cache at ``out`` (or reopen it to resume); the teacher and data loaded on the way.
+
+    ``compute_device``: the type of device the units are computed on, when not ``device`` (dask's workers).
+    """
     resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
     teacher, images, shapes = load_teacher_and_data(cfg, teacher_path, limit, device)
     b0 = store_b0(cfg, shapes, images.input_shape)
     specs = array_specs(images.input_shape, shapes, b0, cfg.store.dtype)
-    manifest = build_manifest(cfg, teacher, teacher_path, images, shapes, b0)
+    manifest = build_manifest(cfg, teacher, teacher_path, images, shapes, b0, compute_device or device.type)
     if overwrite:  # delete only once the teacher and the data have loaded: a typo must not cost a cache
         resuming = prepare_output(out, resume, overwrite, storage_options)
     if resuming:

@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from litcache.checkpoint import atomic_torch_save, load_teacher, save_model
+from litcache.checkpoint import atomic_torch_save, load_teacher, read_weights_file, save_model
 from litcache.config import PipelineConfig, save_resolved
 from litcache.distributed import init_distributed, is_main_process, wrap_ddp
-from litcache.errors import ConfigError
+from litcache.errors import CheckpointError, CompatibilityError, ConfigError
 from litcache.extract import resolve_device
 from litcache.loop import train_one_epoch
-from litcache.models import SectionedModel, check_compatible, probe_boundaries
+from litcache.models import SectionedModel, check_compatible, describe, probe_boundaries
 from litcache.objective import LitObjective
 from litcache.optim import build_optimizer, build_scheduler
 from litcache.store import Cache, open_cache
@@ -66,16 +66,16 @@ def _fit(
     run_epochs = range(first_epoch, first_epoch + epochs)
     optimizer = build_optimizer(trainable, opt_cfg.lr, opt_cfg.momentum, opt_cfg.weight_decay)
     scheduler = build_scheduler(optimizer, opt_cfg.schedule, sum(stream.num_batches(e) for e in run_epochs))
+    # what a training state must match to be resumed: the cache it learned from, the student, the schedule
+    identity = {
+        "cache": cache_identity(stream.cache),
+        "model": objective.student.spec,
+        "epochs": epochs,
+        "first_epoch": first_epoch,
+    }
     start = 0
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["epochs"] != epochs:
-            raise ConfigError(f"{state_path} was trained for {state['epochs']} epochs, this run asks {epochs}")
-        if state.get("first_epoch", 0) != first_epoch:
-            raise ConfigError(
-                f"{state_path} started at epoch {state.get('first_epoch', 0)} of its run, this run starts at "
-                f"{first_epoch}: were the sections retrained since? Start this stage again without --resume"
-            )
+        state = _resumable_state(state_path, identity)
         objective.student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -107,9 +107,8 @@ def _fit(
         on_epoch(rec)
         atomic_torch_save(
             {
+                **identity,
                 "epoch": epoch,
-                "epochs": epochs,
-                "first_epoch": first_epoch,
                 "student": objective.student.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -117,6 +116,31 @@ def _fit(
             state_path,
         )
     return records
+
+
+def _resumable_state(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The training state at ``path``, refused (with what differs) unless it continues this very run."""
+    state = read_weights_file(path)
+    if not isinstance(state, dict) or "student" not in state:
+        raise CheckpointError(f"{path} is not a litcache training state: start again without --resume")
+    if state.get("cache") != identity["cache"]:
+        raise CompatibilityError(
+            f"{path} was trained from another cache (teacher or data fingerprints differ): resume with the cache "
+            "it was trained from, or start again without --resume"
+        )
+    if state.get("model") != identity["model"]:
+        raise CompatibilityError(
+            f"{path} was trained for student {describe(state.get('model') or {'name': '?'})}, this run trains "
+            f"{describe(identity['model'])}: resume with the same student, or start again without --resume"
+        )
+    if state["epochs"] != identity["epochs"]:
+        raise ConfigError(f"{path} was trained for {state['epochs']} epochs, this run asks {identity['epochs']}")
+    if state.get("first_epoch", 0) != identity["first_epoch"]:
+        raise ConfigError(
+            f"{path} started at epoch {state.get('first_epoch', 0)} of its run, this run starts at "
+            f"{identity['first_epoch']}: were the sections retrained since? Start this stage again without --resume"
+        )
+    return state
 
 
 def _prepare(cfg: PipelineConfig, cache_url: str, out: Path) -> tuple[Cache, torch.device]:

@@ -178,6 +178,13 @@ def test_resuming_a_complete_cache_writes_nothing(cache_copy: Path, tiny_cfg: Pi
         (["extract.seed=1"], None, "seed: cache has 0, this run has 1"),
         (["data.flip=false"], None, "transform"),
         (["store.dtype=float32"], None, "store"),
+        (["store.codec=zstd"], None, "'codec': 'zstd'"),
+        (["extract.channels_last=false"], None, "compute: cache has {'device': 'cpu', 'channels_last': True"),
+        (
+            ["extract.batch_size=32"],
+            None,
+            "'batch_size': 64}, this run has {'device': 'cpu', 'channels_last': True, 'batch_size': 32}",
+        ),
         ([], 32, "data"),
     ],
 )
@@ -398,3 +405,13 @@ def test_nan_and_inf_from_the_teacher_are_refused(
     with pytest.raises(CacheError, match=message + " values: the checkpoint is broken or the teacher diverged"):
         extract(make_cfg(f"store.dtype={dtype}"), str(broken), str(out), limit=16, show_progress=False)
     assert not open_cache(str(out), writable=True).done_units().any()  # nothing vouched for
+
+
+def test_resume_refuses_a_cache_written_by_another_litcache_version(
+    tiny_cfg: PipelineConfig, teacher_path: Path, partial_cache: Path
+) -> None:
+    group = zarr.open_group(str(partial_cache), mode="r+")
+    group.attrs["litcache"] = {**group.attrs["litcache"], "litcache_version": "0.0.9"}
+    with pytest.raises(CacheError, match="litcache version: the cache was written by 0.0.9, this is 0.1.0"):
+        extract(tiny_cfg, str(teacher_path), str(partial_cache), resume=True, show_progress=False)
+    assert open_cache(str(partial_cache), writable=True).manifest["litcache_version"] == "0.0.9"  # left as it was

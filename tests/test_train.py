@@ -487,3 +487,17 @@ def test_a_resumed_kd_pass_reads_the_views_of_the_uninterrupted_one(
     assert seen == [{2}, {3}] and [r["view"] for r in records] == [2, 3]
     assert [m["view"] for m in read_metrics(part.with_name("part.pt.metrics.jsonl"))] == [1, 2, 3]
     assert_same_weights(load_model(part)[0], load_model(whole)[0])
+
+
+def test_resume_refuses_a_training_state_of_another_cache_or_student(
+    one_pass: dict[str, Any], train_cfg: PipelineConfig, four_view_cache: Path, cache_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sections"
+    shutil.copytree(one_pass["dir"], out)  # a finished run: its state says epoch 2 of 3, cache_path's
+    with pytest.raises(CompatibilityError, match="was trained from another cache .* resume with the cache"):
+        train_sections(train_cfg, str(four_view_cache), out, resume=True, show_progress=False)
+    with pytest.raises(CompatibilityError, match="was trained for student resnet8, this run trains resnet14"):
+        train_sections(train_cfg, str(cache_path), out, student="resnet14", resume=True, show_progress=False)
+    (out / "train-state-all.pt").write_bytes(b"not a state")
+    with pytest.raises(litcache.CheckpointError, match="truncated or corrupt"):
+        train_sections(train_cfg, str(cache_path), out, resume=True, show_progress=False)
