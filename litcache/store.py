@@ -323,21 +323,21 @@ class Cache:
                 out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return {name: out[name] for name in names}
 
-    def check_unit_read(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
-        """If rows start..stop are one whole unit, compare ``arrays`` with the unit's CRC-32s.
+    def check_unit(self, unit: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Compare ``arrays`` (all rows of ``unit``, any of the row arrays) with the unit's CRC-32s.
 
         ``read`` refuses a deleted chunk; this catches one whose bytes changed but still decode.
         """
-        unit, offset = divmod(start, self.rows_per_unit)
-        if offset or stop != self.unit_rows(unit)[1]:
-            return
         if not hasattr(self, "_record"):
             self._record = read_array(self.array(PROGRESS))
+        s, e = self.unit_rows(unit)
         names = self.data_arrays()
         for name, x in arrays.items():
+            if len(x) != e - s:
+                raise ValueError(f"check_unit needs all {e - s} rows of unit {unit}, got {len(x)} of {name}")
             if name in names and crc32(x) != self._record[unit, 1 + names.index(name)]:
                 raise CacheError(
-                    f"cache {self.url} is corrupt: {name} rows {start}..{stop - 1} do not match their checksum "
+                    f"cache {self.url} is corrupt: {name} rows {s}..{e - 1} do not match their checksum "
                     f"(a chunk was changed or deleted); run `litcache inspect --verify {self.url}` and re-extract"
                 )
 
