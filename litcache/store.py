@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import sys
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -158,6 +159,20 @@ class ChunkCodec:
             rows = full
         rows = np.ascontiguousarray(rows, dtype=self.array.dtype)
         return rows.tobytes() if self.compressor is None else self.compressor.encode(rows)
+
+
+@contextlib.contextmanager
+def writing(url: str, what: str, then: str) -> Iterator[None]:
+    """Turn an OS error while writing ``what`` of the cache at ``url`` (a full disk, a lost mount, a permission)
+    into a one-line :class:`CacheError` that says what to do ``then``."""
+    try:
+        yield
+    except OSError as exc:
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise CacheError(f"cannot write {what} of {url}: {reason}; {then}") from exc
+
+
+RESUME_HINT = "what was written before is kept: fix that, then run `litcache extract ... --resume`"
 
 
 def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
@@ -417,6 +432,10 @@ class CacheWriter(Cache):
         ``stats`` (B, 3): sum, sum of squares and max |x| per stored boundary of the values as stored (bit-rounded
         when ``store.bitround_keepbits`` is set), when the caller has them already.
         """
+        with writing(self.url, f"unit {unit}", RESUME_HINT):
+            self._write_unit(unit, arrays, stats)
+
+    def _write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None) -> None:
         s, e = self.unit_rows(unit)
         names = self.data_arrays()
         missing = set(names) - set(arrays)
@@ -474,7 +493,8 @@ class CacheWriter(Cache):
         manifest = dict(self.manifest)
         manifest["complete"] = True
         manifest["boundary_stats"] = self.boundary_stats()
-        self.group.attrs["litcache"] = manifest
+        with writing(self.url, "the final manifest", RESUME_HINT):
+            self.group.attrs["litcache"] = manifest
         self.manifest = manifest
         return manifest
 
@@ -504,42 +524,44 @@ def create_cache(
     # a provisional manifest from the first write on: an interrupted creation is still recognisably a cache
     # (--overwrite may delete it) that no reader accepts; the full manifest replaces it last
     provisional: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "creating": True}
-    group = zarr.open_group(
-        url, mode="w", storage_options=_opts(url, storage_options), attributes={"litcache": provisional}
-    )
-    for spec in specs:
-        group.create_array(
-            spec.name,
-            shape=(rows, *spec.row_shape),
-            chunks=(chunk, *spec.row_shape),
-            shards=(unit, *spec.row_shape) if cfg.shard_chunks else None,
-            dtype=spec.dtype,
-            fill_value=0,
-            dimension_names=("row",) + tuple(f"d{i}" for i in range(1, len(spec.row_shape) + 1)),
-            **build_codecs(cfg),
+    then = "free some space (or fix the store), then start again with `litcache extract ... --overwrite`"
+    with writing(url, "the new cache's arrays", then):
+        group = zarr.open_group(
+            url, mode="w", storage_options=_opts(url, storage_options), attributes={"litcache": provisional}
         )
-    units = math.ceil(rows / unit)
-    group.create_array(
-        PROGRESS,
-        shape=(units, 1 + len(specs)),
-        chunks=(1, 1 + len(specs)),
-        dtype="uint32",
-        fill_value=0,
-        config={"write_empty_chunks": True},
-    )
-    n_bounds = sum(s.name.startswith("boundary/") for s in specs)
-    group.create_array(
-        STATS,
-        shape=(units, n_bounds, len(STAT_FIELDS)),
-        chunks=(1, n_bounds, len(STAT_FIELDS)),
-        dtype="float64",
-        fill_value=0.0,
-        config={"write_empty_chunks": True},
-    )
-    for name, value in small.items():
-        arr = group.create_array(name, shape=value.shape, dtype=value.dtype, compressors=ZstdCodec(level=3))
-        arr[...] = value
-    group.attrs["litcache"] = manifest  # last: replaces the provisional manifest
+        for spec in specs:
+            group.create_array(
+                spec.name,
+                shape=(rows, *spec.row_shape),
+                chunks=(chunk, *spec.row_shape),
+                shards=(unit, *spec.row_shape) if cfg.shard_chunks else None,
+                dtype=spec.dtype,
+                fill_value=0,
+                dimension_names=("row",) + tuple(f"d{i}" for i in range(1, len(spec.row_shape) + 1)),
+                **build_codecs(cfg),
+            )
+        units = math.ceil(rows / unit)
+        group.create_array(
+            PROGRESS,
+            shape=(units, 1 + len(specs)),
+            chunks=(1, 1 + len(specs)),
+            dtype="uint32",
+            fill_value=0,
+            config={"write_empty_chunks": True},
+        )
+        n_bounds = sum(s.name.startswith("boundary/") for s in specs)
+        group.create_array(
+            STATS,
+            shape=(units, n_bounds, len(STAT_FIELDS)),
+            chunks=(1, n_bounds, len(STAT_FIELDS)),
+            dtype="float64",
+            fill_value=0.0,
+            config={"write_empty_chunks": True},
+        )
+        for name, value in small.items():
+            arr = group.create_array(name, shape=value.shape, dtype=value.dtype, compressors=ZstdCodec(level=3))
+            arr[...] = value
+        group.attrs["litcache"] = manifest  # last: replaces the provisional manifest
     return CacheWriter(group, url)
 
 

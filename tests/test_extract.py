@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -415,3 +416,53 @@ def test_resume_refuses_a_cache_written_by_another_litcache_version(
     with pytest.raises(CacheError, match="litcache version: the cache was written by 0.0.9, this is 0.1.0"):
         extract(tiny_cfg, str(teacher_path), str(partial_cache), resume=True, show_progress=False)
     assert open_cache(str(partial_cache), writable=True).manifest["litcache_version"] == "0.0.9"  # left as it was
+
+
+class FullDisk:
+    """LocalStore.set that fails with ENOSPC once ``budget`` bytes are written (None: never)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import zarr.storage
+
+        self.budget: int | None = None
+        self.written = 0
+        real = zarr.storage.LocalStore.set
+
+        async def set(store: Any, key: str, value: Any) -> None:
+            if self.budget is not None and self.written + len(value) > self.budget:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(value)
+            await real(store, key, value)
+
+        monkeypatch.setattr(zarr.storage.LocalStore, "set", set)
+
+
+def test_a_full_disk_is_one_line_and_the_cache_resumes_once_there_is_room(
+    tiny_cfg: PipelineConfig, teacher_path: Path, cache_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from litcache.cli.main import main
+
+    disk = FullDisk(monkeypatch)
+    out = tmp_path / "c.zarr"
+    args = ["extract", "-t", str(teacher_path), "-d", tiny_cfg.data.source, "-o", str(out), "-q"]
+    disk.budget = 0  # full from the start: nothing to resume, start again
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write the new cache's arrays" in result.output and "--overwrite" in result.output
+    disk.budget = None
+    extract(tiny_cfg, str(teacher_path), str(tmp_path / "whole.zarr"), show_progress=False)
+    whole = disk.written
+    disk.budget, disk.written = whole // 2, 0  # room for the arrays and about half of the units
+    result = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "no space left on device; what was written before is kept" in result.output and "--resume" in result.output
+    done = open_cache(str(out), writable=True).done_units()
+    assert 0 < done.sum() < len(done)  # some units made it, and say so
+    disk.budget = None  # space is back
+    assert extract(tiny_cfg, str(teacher_path), str(out), resume=True, show_progress=False)["complete"]
+    expected, got = all_arrays(cache_path), all_arrays(out)
+    assert expected.keys() == got.keys()
+    assert all(np.array_equal(expected[k], got[k]) for k in expected)  # as if the disk had never been full
