@@ -337,6 +337,66 @@ def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool) -> None:
         sys.exit(1)
 
 
+@main.command("verify")
+@click.argument("cache", metavar="CACHE")
+@click.option("--teacher", "-t", default=None, metavar="CKPT", help="Also recompute rows with the cache's teacher.")
+@click.option(
+    "--fraction",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Fraction of the rows the teacher recomputes (random, seeded).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rows recomputed.")
+@click.option("--device", default="auto", show_default=True, help="Where the teacher runs (auto: cuda if present).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+@pipeline_options
+@quiet_option
+@_handle_errors
+def verify_cmd(
+    cache: str,
+    teacher: str | None,
+    fraction: float,
+    seed: int,
+    device: str,
+    as_json: bool,
+    pipeline: str,
+    overrides: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Check a cache: every unit against its checksum, the manifest's invariants, and (with --teacher) a random
+    fraction of the rows recomputed and compared within the store's rounding. Exits 1 when anything is wrong.
+
+    \b
+    Examples:
+      litcache verify runs/cache.zarr
+      litcache verify runs/cache.zarr --teacher runs/teacher.pt --fraction 0.05 --json
+    """
+    from litcache.extract import resolve_device
+    from litcache.store import open_cache
+    from litcache.verify import verify_cache
+
+    cfg = resolve(pipeline, overrides)  # a pipeline that names the teacher's factory lets it be built
+    report = verify_cache(
+        open_cache(cache),
+        teacher,
+        fraction=fraction,
+        seed=seed,
+        device=resolve_device(device),
+        trusted=cfg.factories(),
+        show_progress=not quiet and not as_json,
+    )
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "problems": report.problems, "checked": report.checked}, indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+        checked = ", ".join(f"{k} {v}" for k, v in report.checked.items() if not isinstance(v, dict))
+        click.echo(f"{cache}: " + ("OK" if report.ok else f"{len(report.problems)} PROBLEMS") + f" ({checked})")
+    if not report.ok:
+        sys.exit(1)
+
+
 @main.command("train-sections")
 @pipeline_options
 @click.option("--cache", "-c", "cache_url", required=True, metavar="CACHE", help="Cache written by `extract`.")
