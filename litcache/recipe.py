@@ -74,7 +74,7 @@ def run_pipeline(
         metrics = {k: result[k] for k in METRICS if k in result}
         rows.append(
             {"name": name, "model": result["model"], "checkpoint": path, **metrics, "params": result["params"]}
-            | {"seconds": wall}
+            | {"seconds": wall, "test_samples": result["samples"], "data": result["data"]}
         )
 
     evaluate_row("teacher", teacher_path, seconds)
