@@ -108,10 +108,14 @@ def main(verbose: bool) -> None:
     """Cache a teacher's intermediate representations once; train LIT students from the cache.
 
     \b
-    A whole run on the tiny pipeline (seconds on a CPU):
+    A whole run on the tiny pipeline (seconds on a CPU; `litcache run` does it in one command):
       litcache train-teacher -p tiny -d ../shared/data/cifar10 -o runs/teacher.pt
       litcache extract -p tiny --teacher runs/teacher.pt -d ../shared/data/cifar10 -o runs/cache.zarr
       litcache inspect runs/cache.zarr
+      litcache train-sections -p tiny -c runs/cache.zarr -o runs/sections
+      litcache kd -p tiny -c runs/cache.zarr -s runs/sections -o runs/student.pt
+      litcache evaluate -m runs/student.pt -d ../shared/data/cifar10
+      litcache report runs -o runs/report
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

@@ -66,7 +66,7 @@ def verify_cache(cache: Cache, show_progress: bool = True) -> list[str]:
     """Every unit re-read and checked against its CRC-32s (``Cache.verify``), with a progress bar in rows."""
     problems: list[str] = []
     step = max(1, -(-cache.num_units // VERIFY_CALLS))
-    with progress_bar(total=cache.rows, desc="verify", unit="row", enabled=show_progress, unit_scale=True) as bar:
+    with progress_bar(total=cache.rows, desc="verify", unit="row", enabled=show_progress) as bar:
         for first in range(0, cache.num_units, step):
             units = range(first, min(first + step, cache.num_units))
             problems += cache.verify(units)

@@ -127,7 +127,7 @@ def build_report(
     rows: list[ModelRow] = []
     for run in runs:
         own = [c for _, c in caches.get(run.label, [])]
-        rows += model_rows(run, own, shape, trusted=trusted, evaluate=evaluate)
+        rows += model_rows(run, own, shape, trusted=trusted, evaluate=evaluate, show_progress=show_progress)
     add_ratios(rows)
     report: dict[str, Any] = {
         "litcache_version": __version__,

@@ -17,6 +17,7 @@ from litcache.checkpoint import fingerprint_state, load_model
 from litcache.errors import LitcacheError
 from litcache.models import SectionedModel, build_model, describe
 from litcache.models.registry import check_trusted
+from litcache.progress import progress_bar
 from litcache.report.runs import METRICS, Run, read_jsonl
 from litcache.report.sizes import measure
 from litcache.store import Cache
@@ -112,6 +113,54 @@ def _seconds_from_log(row: ModelRow, path: Path) -> None:
         row.seconds_source = f"{beside} (sum of its epochs' seconds; earlier stages not included)"
 
 
+def _row(
+    row: ModelRow,
+    rec: dict[str, Any] | None,
+    path: Path | None,
+    caches: Sequence[Cache],
+    input_shape: Sequence[int],
+    trusted: Collection[str],
+    evaluate: Evaluate | None,
+) -> ModelRow:
+    """One model's size, scores and seconds, each with its source."""
+    fingerprints = {c.manifest["teacher"]["fingerprint"]: c for c in caches}
+    model = _load(row, path, trusted) if path is not None and path.is_file() else None
+    if model is None and row.role == "teacher" and caches:  # a teacher given as a plain state dict, or moved
+        try:
+            model = _teacher_from_cache(caches[0], trusted)
+            row.notes.append(f"architecture from the manifest of {caches[0].url}")
+        except LitcacheError as exc:
+            row.notes.append(f"no architecture: {exc}")
+    if model is not None:
+        row.architecture = describe(model.spec)
+        if row.role == "teacher" and path is not None and path.is_file():
+            cache = fingerprints.get(fingerprint_state(model.state_dict()))
+            if cache is not None:
+                row.notes.append(f"the teacher of cache {cache.url} (same weights fingerprint)")
+        size = measure(model, input_shape)
+        row.params, row.params_outside_sections, row.macs = size.params, size.params_outside_sections, size.macs
+        row.size_source = "counted by litcache report from the architecture"
+    elif rec is not None and rec.get("params"):
+        row.params, row.architecture = int(rec["params"]), str(rec.get("model", "?"))
+        row.size_source = f"{rec['_results']} (parameters only)"
+    if rec is not None:
+        _scores_from_results(row, rec)
+    if not row.scores and evaluate is not None and path is not None and path.is_file():
+        try:
+            result = evaluate(str(path))
+        except LitcacheError as exc:
+            row.notes.append(f"not evaluated: {exc}")
+        else:
+            row.scores = {k: float(result[k]) for k in SCORES if k in result}
+            row.score_source = (
+                f"evaluated by litcache report on {result.get('data', 'the test split')}, "
+                f"{result.get('samples')} test samples"
+            )
+    if path is not None:
+        _seconds_from_log(row, path)
+    return row
+
+
 def model_rows(
     run: Run,
     caches: Sequence[Cache],
@@ -119,46 +168,15 @@ def model_rows(
     *,
     trusted: Collection[str] = (),
     evaluate: Evaluate | None = None,
+    show_progress: bool = True,
 ) -> list[ModelRow]:
     """The run's models with sizes, scores and times; its caches' teacher when no checkpoint of it is in the run."""
-    rows: list[ModelRow] = []
-    fingerprints = {c.manifest["teacher"]["fingerprint"]: c for c in caches}
-    for row, rec, path in _candidates(run):
-        model = _load(row, path, trusted) if path is not None and path.is_file() else None
-        if model is None and row.role == "teacher" and caches:  # a teacher given as a plain state dict, or moved
-            try:
-                model = _teacher_from_cache(caches[0], trusted)
-                row.notes.append(f"architecture from the manifest of {caches[0].url}")
-            except LitcacheError as exc:
-                row.notes.append(f"no architecture: {exc}")
-        if model is not None:
-            row.architecture = describe(model.spec)
-            if row.role == "teacher" and path is not None and path.is_file():
-                cache = fingerprints.get(fingerprint_state(model.state_dict()))
-                if cache is not None:
-                    row.notes.append(f"the teacher of cache {cache.url} (same weights fingerprint)")
-            size = measure(model, input_shape)
-            row.params, row.params_outside_sections, row.macs = size.params, size.params_outside_sections, size.macs
-            row.size_source = "counted by litcache report from the architecture"
-        elif rec is not None and rec.get("params"):
-            row.params, row.architecture = int(rec["params"]), str(rec.get("model", "?"))
-            row.size_source = f"{rec['_results']} (parameters only)"
-        if rec is not None:
-            _scores_from_results(row, rec)
-        if not row.scores and evaluate is not None and path is not None and path.is_file():
-            try:
-                result = evaluate(str(path))
-            except LitcacheError as exc:
-                row.notes.append(f"not evaluated: {exc}")
-            else:
-                row.scores = {k: float(result[k]) for k in SCORES if k in result}
-                row.score_source = (
-                    f"evaluated by litcache report on {result.get('data', 'the test split')}, "
-                    f"{result.get('samples')} test samples"
-                )
-        if path is not None:
-            _seconds_from_log(row, path)
-        rows.append(row)
+    candidates = _candidates(run)
+    with progress_bar(total=len(candidates), desc=f"models of {run.label}", unit="model", enabled=show_progress) as bar:
+        rows = []
+        for row, rec, path in candidates:
+            rows.append(_row(row, rec, path, caches, input_shape, trusted, evaluate))
+            bar.update(1)
     if caches and not any(r.role == "teacher" for r in rows):
         row = ModelRow(run.label, "teacher (from the cache)", "teacher")
         try:
