@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import zarr
 from click.testing import CliRunner
 from torch import nn
 
@@ -227,6 +228,17 @@ def test_report_without_matplotlib_names_the_extra(
     assert result.exit_code == 1 and "litcache[report]" in result.output and "Traceback" not in result.output
 
 
-def test_report_refuses_a_path_that_is_not_there(tmp_path: Path) -> None:
+def test_report_refuses_a_path_that_is_not_there_or_holds_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["report", str(tmp_path / "nothing"), "-o", str(tmp_path / "r")])
     assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "empty"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 1 and "holds nothing to report" in result.output
+
+
+def test_a_cache_that_does_not_open_is_left_out_and_said_so(cache_copy: Path, tiny_run: Path, tmp_path: Path) -> None:
+    group = zarr.open_group(str(cache_copy), mode="r+")
+    group.attrs["litcache"] = {**group.attrs["litcache"], "format_version": 1}  # type: ignore[dict-item]
+    report = build_report([str(tiny_run / "teacher.pt"), str(cache_copy)], tmp_path, show_progress=False)
+    assert not report["caches"] and "cache format version 1" in report["left_out"][0]
+    assert "## Left out" in (tmp_path / "report.md").read_text()

@@ -77,8 +77,8 @@ def _cache_summary(label: str, cache: Cache, runs: Sequence[Run]) -> dict[str, A
     return row
 
 
-def _open_caches(runs: Sequence[Run]) -> dict[str, list[tuple[str, Cache]]]:
-    """Per run label: its caches, opened (a cache that does not open is logged and left out)."""
+def _open_caches(runs: Sequence[Run], left_out: list[str]) -> dict[str, list[tuple[str, Cache]]]:
+    """Per run label: its caches, opened (a cache that does not open is logged, added to ``left_out`` and skipped)."""
     out: dict[str, list[tuple[str, Cache]]] = {}
     for run in runs:
         for url in run.caches:
@@ -86,6 +86,7 @@ def _open_caches(runs: Sequence[Run]) -> dict[str, list[tuple[str, Cache]]]:
                 cache = open_cache(url)
             except CacheError as exc:
                 log.warning("%s: left out of the report: %s", url, exc)
+                left_out.append(f"{url}: {exc}")
                 continue
             label = run.label if Path(url) == run.root or url == str(run.root) else f"{run.label}/{run.relative(url)}"
             out.setdefault(run.label, []).append((label, cache))
@@ -115,7 +116,8 @@ def build_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = find_runs(list(targets))
-    caches = _open_caches(runs)
+    left_out: list[str] = []
+    caches = _open_caches(runs, left_out)
     every_cache = [c for found in caches.values() for _, c in found]
     if input_shape is not None:
         shape, shape_source = tuple(int(d) for d in input_shape), "given with --input-shape"
@@ -143,6 +145,7 @@ def build_report(
         "stages": [_log_summary(run, lg) for run in runs for lg in run.logs],
         "caches": [],
         "plots": {},
+        "left_out": left_out,
     }
     for label, cache in (pair for found in caches.values() for pair in found):
         summary = _cache_summary(label, cache, runs)

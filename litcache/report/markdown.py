@@ -182,6 +182,8 @@ def render(report: dict[str, Any]) -> str:
         *_stages(report),
         *_caches(report),
     ]
+    if report["left_out"]:
+        lines += ["## Left out", "", *(f"- {problem}" for problem in report["left_out"]), ""]
     if report["plots"]:
         lines += ["## Plots", ""]
         for key, name in report["plots"].items():

@@ -182,12 +182,11 @@ def find_runs(targets: list[str]) -> list[Run]:
     for target, name in zip(targets, labels, strict=True):
         if labels.count(name) > 1:
             name = f"{Path(target).parent.name}/{name}"
-        runs.append(find_run(target, name))
-        log.info(
-            "%s: %d logs, %d checkpoints, %d caches",
-            target,
-            len(runs[-1].logs),
-            len(runs[-1].checkpoints),
-            len(runs[-1].caches),
-        )
+        run = find_run(target, name)
+        if not (run.logs or run.checkpoints or run.caches or run.results):
+            raise ReportError(
+                f"{target} holds nothing to report: no metrics.jsonl, model checkpoint, results.json or litcache cache"
+            )
+        runs.append(run)
+        log.info("%s: %d logs, %d checkpoints, %d caches", target, len(run.logs), len(run.checkpoints), len(run.caches))
     return runs
