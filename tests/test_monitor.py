@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # the test extra has it
 
 import litcache.monitor
 from litcache.config import LogConfig, PipelineConfig
@@ -15,9 +19,6 @@ from litcache.errors import ConfigError
 from litcache.loop import train_one_epoch
 from litcache.monitor import TensorBoardMonitor, open_monitor
 from litcache.train import train_end_to_end, train_sections
-
-pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 # 64 rows per view / 16 = 4 steps an epoch
 SETTINGS = ("train.device=cpu", "stream.batch_size=16", "stream.shuffle_buffer=64", "log.every_steps=3")
@@ -59,7 +60,8 @@ def test_training_writes_epoch_and_step_scalars(
 def test_without_tensorboard_nothing_changes(
     make_cfg: Callable[..., PipelineConfig], cache_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(litcache.monitor, "tensorboard_installed", lambda: False)
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed: find_spec finds nothing
+    assert not litcache.monitor.tensorboard_installed()
     out = tmp_path / "without"
     train_sections(make_cfg(*SETTINGS), str(cache_path), out, epochs=1, show_progress=False)
     assert not (out / "tensorboard").exists()
@@ -108,6 +110,18 @@ def test_the_loop_reads_losses_only_on_logged_steps(tmp_path: Path, monkeypatch:
     monitor.close()
     assert len(reads) == 2 + 2 * 3  # the epoch's two means, and two parts on steps 100, 105, 110
     assert [s for s, _ in scalars(tmp_path)["step/mse"]] == [100, 105, 110]
+
+
+def test_litcache_imports_without_the_optional_extras() -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = sys.modules['tensorboard'] = None; import litcache, litcache.report; "
+        "from litcache.config import LogConfig; from litcache.monitor import open_monitor; "
+        "assert open_monitor(LogConfig(), 'unused') is None; print('ok')"
+    )
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
 
 
 def test_log_settings_are_checked() -> None:
