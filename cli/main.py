@@ -552,7 +552,7 @@ def quickstart_cmd(data: str | None, output: str, samples: int, overrides: tuple
     cfg = resolve("quickstart", overrides, data)
     results = run_pipeline(cfg, output, limit=samples, baselines=True, show_progress=not quiet)
     click.echo(format_results(results))
-    click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md).")
+    click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md); plots: litcache report {output}")
 
 
 @main.command("report")
