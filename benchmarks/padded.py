@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from litcache.models.resnet import CifarResNet, cifar_resnet
+from litcache.models.resnet import StagedNet, cifar_resnet
 
 
-def padded_resnet(depth: int, pad_mb: int, num_classes: int = 10) -> CifarResNet:
+def padded_resnet(depth: int, pad_mb: int, num_classes: int = 10) -> StagedNet:
     model = cifar_resnet(depth, num_classes)
     model.layer2.register_buffer("padding", torch.zeros(pad_mb * 2**20 // 4))  # float32
     return model

@@ -22,6 +22,7 @@ import torch
 from litcache.errors import CheckpointError, ConfigError
 from litcache.models import SectionedModel, build_model, builtin
 from litcache.models.registry import check_trusted, describe
+from litcache.models.sections import state_mismatches
 
 FORMAT = "litcache-model"
 VERSION = 2
@@ -141,14 +142,7 @@ def _from_record(
 
 def _load_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, what: str) -> None:
     """``module.load_state_dict(state)`` with an error that lists what does not match."""
-    own = module.state_dict()
-    lines = [f"missing in the file: {k} {tuple(v.shape)}" for k, v in own.items() if k not in state]
-    lines += [f"not in the model: {k} {tuple(v.shape)}" for k, v in state.items() if k not in own]
-    lines += [
-        f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
+    lines = state_mismatches(module.state_dict(), state, "the file", "the model")
     if lines:
         more = f"\n  ... and {len(lines) - 12} more" if len(lines) > 12 else ""
         raise CheckpointError(f"checkpoint {path} does not fit model {what}:\n  " + "\n  ".join(lines[:12]) + more)

@@ -34,6 +34,20 @@ def expand_section(path: str) -> list[str]:
     return [f"{m['parent']}.{i}" for i in range(lo, hi)]
 
 
+def state_mismatches(
+    own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], given_name: str, own_name: str
+) -> list[str]:
+    """What keeps ``given`` from loading into a module whose state is ``own``: one line per name or shape."""
+    lines = [f"missing in {given_name}: {n} {tuple(t.shape)}" for n, t in own.items() if n not in given]
+    lines += [f"only in {given_name}: {n} {tuple(t.shape)}" for n, t in given.items() if n not in own]
+    lines += [
+        f"{n}: {given_name} {tuple(given[n].shape)}, {own_name} {tuple(t.shape)}"
+        for n, t in own.items()
+        if n in given and given[n].shape != t.shape
+    ]
+    return lines
+
+
 class Normalize(nn.Module):
     """Per-channel standardisation of an input in [0, 1]; part of the model so checkpoints carry it."""
 
@@ -207,14 +221,7 @@ class SectionedModel(nn.Module):
 
     def load_frozen(self, state: Mapping[str, torch.Tensor], source: str = "the teacher") -> None:
         """Copy ``state`` (a teacher's :meth:`frozen_state`) in by name and freeze what lies outside the sections."""
-        own = self.frozen_state()
-        lines = [f"missing in {source}: {n} {tuple(t.shape)}" for n, t in own.items() if n not in state]
-        lines += [f"only in {source}: {n} {tuple(t.shape)}" for n, t in state.items() if n not in own]
-        lines += [
-            f"{n}: {source} {tuple(state[n].shape)}, this model {tuple(t.shape)}"
-            for n, t in own.items()
-            if n in state and state[n].shape != t.shape
-        ]
+        lines = state_mismatches(self.frozen_state(), state, source, "this model")
         if lines:
             more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
             raise CompatibilityError(
