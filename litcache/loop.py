@@ -6,10 +6,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
 import torch
 
-from litcache.data import ImageSet, to_unit_float
+from litcache.data import ImageSet, eval_batches, to_unit_float
 from litcache.models import SectionedModel
 from litcache.progress import progress_bar
 
@@ -59,13 +58,12 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(model: SectionedModel, images: ImageSet, device: torch.device, batch_size: int = 500) -> dict[str, float]:
-    """Top-1 (and top-5 when there are more than 10 classes) accuracy on un-augmented images."""
+    """Top-1 (and top-5 when there are more than 10 classes) accuracy on the evaluation views (un-augmented)."""
     model.eval()
     correct1 = correct5 = 0
-    for start in range(0, len(images), batch_size):
-        chunk = images.images[start : start + batch_size]
-        x = to_unit_float(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))).to(device))
-        y = torch.from_numpy(images.labels[start : start + batch_size]).to(device)
+    for x_uint8, labels in eval_batches(images, batch_size):
+        x = to_unit_float(x_uint8.to(device))
+        y = labels.to(device)
         logits = model(x)
         correct1 += int((logits.argmax(1) == y).sum())
         if logits.shape[1] > 10:
