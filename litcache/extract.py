@@ -13,8 +13,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import numpy as np

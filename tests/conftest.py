@@ -53,7 +53,10 @@ def write_shard(path: Path, prefix: str, images: Sequence[np.ndarray], labels: S
     ext = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}[fmt]
     members = []
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-        members += [(f"{prefix}_{i:05d}.{ext}", encode(image, fmt)), (f"{prefix}_{i:05d}.cls", str(int(label)).encode())]
+        members += [
+            (f"{prefix}_{i:05d}.{ext}", encode(image, fmt)),
+            (f"{prefix}_{i:05d}.cls", str(int(label)).encode()),
+        ]
     write_members(path, members)
 
 

@@ -82,42 +82,49 @@ class SampleIndex:
         return "sha256:" + h.hexdigest()
 
 
+# the index's per-sample integer columns and their dtypes
+COLUMNS = {
+    "file_id": np.int32,
+    "offset": np.int64,
+    "size": np.int64,
+    "label": np.int64,
+    "height": np.int32,
+    "width": np.int32,
+    "crc": np.uint32,
+}
+
+
 class _Builder:
     """Typed arrays filled sample by sample: about 60 bytes a sample, whatever the images' size."""
 
     def __init__(self, files: Files) -> None:
         self.files = files
-        self.cols = {n: array(t) for n, t in [("file_id", "i"), ("offset", "q"), ("size", "q"), ("label", "q"),
-                                              ("height", "i"), ("width", "i"), ("crc", "I")]}  # fmt: skip
+        self.cols = {name: array(np.dtype(dtype).char) for name, dtype in COLUMNS.items()}
         self.digest = bytearray()
         self.keys: list[bytes] = []
 
     def __len__(self) -> int:
         return len(self.cols["label"])
 
-    def add(self, where: str, key: str, file: int, offset: int, data: bytes, label: int) -> None:
+    def add(self, where: str, key: str, file_id: int, offset: int, data: bytes, label: int) -> None:
         try:
             height, width = image_size(data)
         except DecodeFailure as exc:
             raise DataError(f"{where}: cannot read the image ({exc}); replace or remove the sample") from exc
-        values = {"file_id": file, "offset": offset, "size": len(data), "label": label, "height": height,
-                  "width": width, "crc": zlib_ng.crc32(data) & 0xFFFFFFFF}  # fmt: skip
-        for name, value in values.items():
-            self.cols[name].append(value)
+        crc = zlib_ng.crc32(data) & 0xFFFFFFFF
+        row = (file_id, offset, len(data), label, height, width, crc)
+        for column, value in zip(self.cols.values(), row, strict=True):
+            column.append(value)
         self.digest += hashlib.sha256(data).digest()[:DIGEST_BYTES]
         self.keys.append(key.encode())
 
     def finish(self, complete: bool) -> SampleIndex:
         if not len(self):
             raise DataError(f"no samples in {self.files.identity('')} under {self.files.base}")
-        cols = {n: np.frombuffer(a, dtype=a.typecode).astype(_DTYPES[n]) for n, a in self.cols.items()}
+        cols = {name: np.array(self.cols[name], dtype=dtype) for name, dtype in COLUMNS.items()}
         digest = np.frombuffer(bytes(self.digest), dtype=np.uint8).reshape(-1, DIGEST_BYTES)
         keys = np.frombuffer(b"\n".join(self.keys), dtype=np.uint8)
         return SampleIndex(self.files, **cols, digest=digest, keys=keys, complete=complete)
-
-
-_DTYPES = {"file_id": np.int32, "offset": np.int64, "size": np.int64, "label": np.int64, "height": np.int32,
-           "width": np.int32, "crc": np.uint32}  # fmt: skip
 
 
 def _label(where: str, payload: bytes) -> int:

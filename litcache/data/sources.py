@@ -143,7 +143,9 @@ class _Lister:
         return dict(self.fs.find(path, detail=True))
 
     def subfolders(self, path: str) -> list[str]:
-        return sorted(posixpath.basename(e["name"].rstrip("/")) for e in self.fs.ls(path, detail=True) if e["type"] == "directory")
+        return sorted(
+            posixpath.basename(e["name"].rstrip("/")) for e in self.fs.ls(path, detail=True) if e["type"] == "directory"
+        )
 
     def files(self, kind: str, base: str, found: dict[str, dict[str, Any]], classes: tuple[str, ...] = ()) -> Files:
         """Files of ``found`` (path -> details, in sample order), named relative to ``base``."""

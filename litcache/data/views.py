@@ -125,7 +125,9 @@ def _to_tensor(batch: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))  # (B, H, W, C) -> (B, C, H, W)
 
 
-def pad_crop_flip(batch: np.ndarray, cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray) -> torch.Tensor:
+def pad_crop_flip(
+    batch: np.ndarray, cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray
+) -> torch.Tensor:
     """pad-crop-flip views of ``batch`` (B, H, W, C), the images of ``samples``."""
     b, h, w, _ = batch.shape
     p = cfg.pad
