@@ -45,9 +45,10 @@ def _decode_pillow(data: bytearray | memoryview, channels: int) -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
+            image: Image.Image = im
             if im.mode.startswith("I;16"):
-                im = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))
-            pixels = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+                image = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, ValueError, ...)
         raise DecodeFailure(f"{type(exc).__name__}: {exc}") from exc
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
