@@ -271,3 +271,20 @@ def test_to_unit_float() -> None:
     assert y.dtype == torch.float32
     assert torch.equal(y, torch.tensor([[0.0, 0.2, 1.0]]))
     assert x.dtype == torch.uint8  # the input is left alone
+
+
+def test_train_teacher_and_evaluate_on_large_images_from_the_cli(
+    mixed_dir: Path, index_dir: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from litcache.cli.main import main
+
+    sets = [a for k, v in {**RRC, "index_dir": str(index_dir)}.items() for a in ("--set", f"data.{k}={json.dumps(v)}")]
+    teacher = tmp_path / "t.pt"
+    args = ["train-teacher", "-d", str(mixed_dir), "-o", str(teacher), "--limit", "16", "-q", *sets]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["evaluate", "-m", str(teacher), "-d", str(mixed_dir), "--json", *sets])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["samples"] == 12
