@@ -193,7 +193,7 @@ def test_evaluation_view_is_resize_then_centre_crop(mixed_dir: Path) -> None:
 def test_random_resized_crops_of_grayscale_images() -> None:
     cfg = DataConfig(transform="random-resized-crop", size=8, eval_resize=8, channels=1, mean=(0.5,), std=(0.5,))
     gray = [np.random.default_rng(0).integers(0, 256, (30, 20, 1), dtype=np.uint8)] * 3
-    x = random_resized_crops(gray, cfg, 0, np.zeros(3), np.arange(3))
+    x = random_resized_crops(enumerate(gray), cfg, 0, np.zeros(3), np.arange(3))
     assert x.shape == (3, 1, 8, 8) and x.dtype == torch.uint8
     assert eval_view(gray[0], cfg).shape == (8, 8, 1)
 

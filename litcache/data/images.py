@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,21 @@ class ImageSet:
             "input_shape": list(self.input_shape),
         }
 
+    def each(self, samples: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(j, decoded image (H, W, C) uint8 of samples[j]) for every j, in the order the files are read."""
+        samples = np.asarray(samples, dtype=np.int64)
+        if self.images is not None:
+            yield from ((j, self.images[i]) for j, i in enumerate(samples))
+            return
+        assert self.index is not None
+        yield from _read_indexed(self.index, samples, self.config.channels)
+
     def read(self, samples: np.ndarray) -> list[np.ndarray]:
         """Decoded images (H, W, C) uint8 of ``samples``, in their order."""
-        if self.images is not None:
-            return [self.images[i] for i in np.asarray(samples, dtype=np.int64)]
-        assert self.index is not None
-        return _read_indexed(self.index, np.asarray(samples, dtype=np.int64), self.config.channels)
+        out: list[np.ndarray] = [np.empty(0)] * len(samples)
+        for j, image in self.each(samples):
+            out[j] = image
+        return out
 
     def batch(self, samples: np.ndarray) -> np.ndarray:
         """Images of ``samples`` as one array (B, H, W, C): they must have one size."""
@@ -137,8 +147,7 @@ def _spans(index: SampleIndex, samples: np.ndarray) -> list[list[int]]:
     return spans
 
 
-def _read_indexed(index: SampleIndex, samples: np.ndarray, channels: int) -> list[np.ndarray]:
-    out: list[np.ndarray | None] = [None] * len(samples)
+def _read_indexed(index: SampleIndex, samples: np.ndarray, channels: int) -> Iterator[tuple[int, np.ndarray]]:
     for span in _spans(index, samples):
         ids = [int(samples[p]) for p in span]
         start = min(int(index.offset[i]) for i in ids)
@@ -156,10 +165,10 @@ def _read_indexed(index: SampleIndex, samples: np.ndarray, channels: int) -> lis
                     "restore the file, or move it so that it is indexed again"
                 )
             try:
-                out[pos] = decode_image(data, channels)
+                pixels = decode_image(data, channels)
             except DecodeFailure as exc:
                 raise DataError(f"{index.where(i)}: cannot decode the image ({exc})") from exc
-    return out  # type: ignore[return-value]
+            yield pos, pixels
 
 
 def _check_labels(images: ImageSet, num_classes: int, what: str) -> None:

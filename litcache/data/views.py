@@ -15,6 +15,7 @@ vectorised code whose rounding could depend on the CPU's instruction set.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,37 +68,42 @@ def view_params(
     return dy, dx, flip
 
 
+def _draw_box(u: list[float], height: int, width: int, cfg: DataConfig) -> tuple[int, int, int, int]:
+    """One crop box (top, left, h, w) from 4 * RRC_ATTEMPTS uniforms, as torchvision's RandomResizedCrop."""
+    lo_scale, hi_scale = cfg.scale
+    lo_log, hi_log = math.log(cfg.ratio[0]), math.log(cfg.ratio[1])
+    area = height * width
+    for t in range(RRC_ATTEMPTS):
+        ua, ur, ui, uj = u[4 * t : 4 * t + 4]
+        target = area * (lo_scale + ua * (hi_scale - lo_scale))
+        aspect = math.exp(lo_log + ur * (hi_log - lo_log))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(ui * (height - h + 1)), int(uj * (width - w + 1)), h, w
+    in_ratio = width / height  # no luck: the central crop at the nearest allowed aspect ratio
+    if in_ratio < cfg.ratio[0]:
+        w, h = width, int(round(width / cfg.ratio[0]))
+    elif in_ratio > cfg.ratio[1]:
+        h, w = height, int(round(height * cfg.ratio[1]))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def _crop_draws(cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h = view_hash(seed, samples, views)
+    return _uniforms(h, 4 * RRC_ATTEMPTS), (((h >> np.uint64(32)) & np.uint64(1)) == 1) & cfg.flip
+
+
 def crop_params(
     cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray, heights: np.ndarray, widths: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """random-resized-crop: boxes (top, left, height, width) (B, 4) and flip flags, as torchvision draws them."""
-    h = view_hash(seed, samples, views)
-    u = _uniforms(h, 4 * RRC_ATTEMPTS)
-    flip = (((h >> np.uint64(32)) & np.uint64(1)) == 1) & cfg.flip
-    lo_scale, hi_scale = cfg.scale
-    lo_log, hi_log = math.log(cfg.ratio[0]), math.log(cfg.ratio[1])
-    boxes = np.zeros((len(h), 4), dtype=np.int64)
-    for b, (height, width) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
-        area = height * width
-        for t in range(RRC_ATTEMPTS):
-            ua, ur, ui, uj = u[b, 4 * t : 4 * t + 4].tolist()
-            target = area * (lo_scale + ua * (hi_scale - lo_scale))
-            aspect = math.exp(lo_log + ur * (hi_log - lo_log))
-            w = int(round(math.sqrt(target * aspect)))
-            ch = int(round(math.sqrt(target / aspect)))
-            if 0 < w <= width and 0 < ch <= height:
-                boxes[b] = (int(ui * (height - ch + 1)), int(uj * (width - w + 1)), ch, w)
-                break
-        else:  # the central crop at the nearest allowed aspect ratio
-            in_ratio = width / height
-            if in_ratio < cfg.ratio[0]:
-                w, ch = width, int(round(width / cfg.ratio[0]))
-            elif in_ratio > cfg.ratio[1]:
-                ch, w = height, int(round(height * cfg.ratio[1]))
-            else:
-                w, ch = width, height
-            boxes[b] = ((height - ch) // 2, (width - w) // 2, ch, w)
-    return boxes, flip
+    u, flip = _crop_draws(cfg, seed, samples, views)
+    sizes = zip(heights.tolist(), widths.tolist(), strict=True)
+    boxes = np.array([_draw_box(u[b].tolist(), h, w, cfg) for b, (h, w) in enumerate(sizes)], dtype=np.int64)
+    return boxes.reshape(-1, 4), flip
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -140,19 +146,20 @@ def pad_crop_flip(
 
 
 def random_resized_crops(
-    images: list[np.ndarray], cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray
+    images: Iterable[tuple[int, np.ndarray]], cfg: DataConfig, seed: int, samples: np.ndarray, views: np.ndarray
 ) -> torch.Tensor:
-    """random-resized-crop views of ``images`` (each (H, W, C), any size), the images of ``samples``."""
-    heights = np.array([im.shape[0] for im in images], dtype=np.int64)
-    widths = np.array([im.shape[1] for im in images], dtype=np.int64)
-    boxes, flip = crop_params(cfg, seed, samples, views, heights, widths)
+    """random-resized-crop views; ``images`` gives (j, image (H, W, C) of samples[j]), any size, any order.
+
+    Each image is cropped as it comes, so a batch never holds more than one full-size image per thread.
+    """
+    u, flip = _crop_draws(cfg, seed, samples, views)
     plain = (np.asarray(views) == 0) & cfg.plain_view0
-    out = np.empty((len(images), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
-    for b, image in enumerate(images):
+    out = np.empty((len(samples), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
+    for b, image in images:
         if plain[b]:
             out[b] = eval_view(image, cfg)
             continue
-        top, left, h, w = boxes[b].tolist()
+        top, left, h, w = _draw_box(u[b].tolist(), image.shape[0], image.shape[1], cfg)
         view = _resize(image[top : top + h, left : left + w], cfg.size, cfg.size)
         out[b] = view[:, ::-1] if flip[b] else view
     return _to_tensor(out)
@@ -164,7 +171,7 @@ def make_views(images: ImageSet, cfg: DataConfig, seed: int, samples: Any, views
     views = np.asarray(views, dtype=np.int64)
     if cfg.transform == "pad-crop-flip":
         return pad_crop_flip(images.batch(samples), cfg, seed, samples, views)
-    return random_resized_crops(images.read(samples), cfg, seed, samples, views)
+    return random_resized_crops(images.each(samples), cfg, seed, samples, views)
 
 
 def make_eval_views(images: ImageSet, cfg: DataConfig, samples: Any) -> torch.Tensor:
@@ -172,7 +179,10 @@ def make_eval_views(images: ImageSet, cfg: DataConfig, samples: Any) -> torch.Te
     samples = np.asarray(samples, dtype=np.int64)
     if cfg.transform == "pad-crop-flip":
         return _to_tensor(images.batch(samples))
-    return _to_tensor(np.stack([eval_view(im, cfg) for im in images.read(samples)]))
+    out = np.empty((len(samples), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
+    for j, image in images.each(samples):
+        out[j] = eval_view(image, cfg)
+    return _to_tensor(out)
 
 
 def view_shape(cfg: DataConfig, image_hw: tuple[int, int] | None) -> tuple[int, int, int]:
