@@ -1,18 +1,19 @@
 """Encoded image bytes -> uint8 pixels (H, W, C), converted to the data set's channel count.
 
-JPEGs go to torchvision's decoder (libjpeg-turbo): on 32 px images it is about three times faster than
-Pillow, with the same pixels (checked on all 60,000 CIFAR-10 JPEGs), and it raised an error (never crashed)
-on 2,400 corrupted JPEGs. Everything else goes to Pillow: torchvision 0.29's PNG decoder crashes the process
-(a segmentation fault) on a PNG with a bad checksum, where Pillow raises. Pillow also decodes the JPEGs
-torchvision refuses (CMYK, say). Grayscale or RGB is the decoder's conversion (torchvision's
-``ImageReadMode.GRAY`` / ``RGB``, Pillow's ``convert("L")`` / ``convert("RGB")``); 16-bit images keep their
-high byte.
+JPEGs go to torchvision's JPEG decoding op (libjpeg-turbo): on 32 px images it costs about a third of
+Pillow's time, with the same pixels (checked on all 60,000 CIFAR-10 JPEGs), and it raised an error (never
+crashed) on 2,400 corrupted JPEGs. Everything else goes to Pillow: torchvision 0.29's PNG decoder crashes the
+process (a segmentation fault) on a PNG with a bad checksum, where Pillow raises. Pillow also decodes the JPEGs
+torchvision refuses (CMYK, say), and all of them if torchvision's image ops are missing (0.29 deprecates them).
+Grayscale or RGB is the decoder's conversion (torchvision's ``ImageReadMode.GRAY`` / ``RGB``, Pillow's
+``convert("L")`` / ``convert("RGB")``); 16-bit images keep their high byte.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,14 +26,28 @@ class DecodeFailure(Exception):
     """An image that cannot be decoded; the caller names the shard and the sample."""
 
 
-def _decode_jpeg(data: bytearray | memoryview, channels: int) -> np.ndarray | None:
-    from torchvision.io import ImageReadMode, decode_jpeg
+@functools.cache
+def _jpeg_decoder() -> tuple[Callable[..., torch.Tensor], dict[int, int]] | None:
+    """torchvision's JPEG decoding op and its read modes by channel count; None without torchvision's image ops.
 
-    mode = ImageReadMode.GRAY if channels == 1 else ImageReadMode.RGB
+    The op itself, not ``torchvision.io.decode_jpeg``: the wrapper costs as much as decoding a 32 px JPEG and
+    warns on every call (torchvision 0.29 deprecates it in favour of TorchCodec).
+    """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a read-only buffer: decoding only reads it
-            x = decode_jpeg(torch.frombuffer(data, dtype=torch.uint8), mode=mode)
+        from torchvision.io import ImageReadMode
+
+        return torch.ops.image.decode_jpeg, {1: ImageReadMode.GRAY.value, 3: ImageReadMode.RGB.value}
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+
+
+def _decode_jpeg(data: bytearray | memoryview, channels: int) -> np.ndarray | None:
+    decoder = _jpeg_decoder()
+    if decoder is None:
+        return None
+    op, modes = decoder
+    try:
+        x = op(torch.frombuffer(data, dtype=torch.uint8), modes[channels], False)  # writable buffer: no copy
     except RuntimeError:
         return None  # Pillow has the last word (and the error message)
     if x.ndim != 3 or x.shape[0] != channels:
