@@ -96,6 +96,10 @@ def plan(mode: str, t_row: float) -> dict[str, int]:
         consume_batches=rows(3.0 * k, 128 * 2.5 * t_row, 1, 3, 20 if quick else 50),  # after a warm-up step
         codec_reps=3 if quick else 5,
         test_images=rows(1.0 * k, t_row, 250, 250, 2000 if quick else 10000),  # the real teacher's accuracy
+        # stream_vs_memory: whole extract() calls of >= 1,024 images (several seconds each), 5 pairs: a 5 % target
+        # needs more than the load's noise allows with 3 pairs of short calls
+        data_images=rows(6.0 * k, views * t_row, 256, 1024, 4096 if quick else 8192),
+        data_reps=5,
         teacher_images=2000 if quick else 5000,  # a real teacher trained here when none is at hand
         teacher_epochs=1 if quick else 3,
     )
@@ -707,7 +711,7 @@ class Bench:
     def bench_data(self) -> None:
         """stream_vs_memory: extract() from the shards, streamed ÷ the in-memory path, whole calls, ABAB."""
         teacher = self.random_teacher("resnet20")
-        n, reps = self.size["images"], self.size["extract_reps"]
+        n, reps = self.size["data_images"], self.size["data_reps"]
         memory = self.cfg
         streamed = self.cfg.replace(data=dataclasses.replace(self.data, in_memory=False))
         started = time.perf_counter()
