@@ -156,6 +156,20 @@ def test_fingerprint_is_of_labels_and_encoded_bytes(dataset: dict, tmp_path: Pat
     assert fingerprint("d", imgs, relabelled) != base
 
 
+def test_fingerprint_is_the_documented_formula(data_dir: Path, images: ImageSet) -> None:
+    """docs/cache-format.md: SHA-256 of a prefix, then per sample its int64 label and 16 bytes of its image's hash."""
+    import hashlib
+    import tarfile
+
+    h = hashlib.sha256(b"litcache-data-v1:label+sha256(encoded image)\n")
+    with tarfile.open(data_dir / "train-0.tar") as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    for i in range(64):
+        label = int(members[f"train_{i:05d}.cls"])
+        h.update(np.int64(label).astype("<i8").tobytes() + hashlib.sha256(members[f"train_{i:05d}.png"]).digest()[:16])
+    assert images.fingerprint() == "sha256:" + h.hexdigest()
+
+
 def test_moved_shards_resume_the_same_cache(
     data_dir: Path, teacher_path: Path, cache_path: Path, tmp_path: Path, index_dir: Path
 ) -> None:
