@@ -158,7 +158,7 @@ def data_vs_teacher(source: str, size: int, teacher: Path, images: int, batch: i
         for s in range(0, images, batch)
     ]
     rates: dict[str, list[float]] = {}
-    made: list[torch.Tensor] = []
+    made = [x for _, x in iter_views(data, cfg.data, 0, steps)]  # warm-up: page cache, decoders, threads
     for _ in range(reps):
         for workers in (0, 1, 2):
             data_cfg = dataclasses.replace(cfg.data, workers=workers)
