@@ -317,3 +317,21 @@ def test_failed_download_is_a_data_error(tmp_path: Path, monkeypatch: pytest.Mon
 def test_data_settings_are_checked(key: str, value: object, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         DataConfig(**{key: value})  # type: ignore[arg-type]
+
+
+def test_pixel_fingerprint_of_in_memory_arrays_sees_every_pixel_and_label() -> None:
+    """torchvision's sets come as arrays: their fingerprint is over shape, pixels and labels (the documented one)."""
+    import hashlib
+
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    labels = np.arange(6) % 3
+
+    def fingerprint(p: np.ndarray, y: np.ndarray) -> str:
+        return ImageSet(y, 3, "torchvision:test", DataConfig(), images=p).fingerprint()
+
+    h = hashlib.sha256(f"{pixels.shape}".encode() + pixels.tobytes() + labels.astype("<i8").tobytes())
+    assert fingerprint(pixels, labels) == "sha256:" + h.hexdigest()
+    changed = pixels.copy()
+    changed[5, 7, 7, 2] ^= 1
+    assert fingerprint(changed, labels) != fingerprint(pixels, labels)
+    assert fingerprint(pixels, labels[::-1].copy()) != fingerprint(pixels, labels)
