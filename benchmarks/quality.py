@@ -36,15 +36,17 @@ from litcache.checkpoint import save_model
 from litcache.config import PipelineConfig, load_pipeline
 from litcache.extract import extract
 from litcache.store import open_cache
+from litcache.students import assemble_student
 from litcache.summary import summarize
 from litcache.supervised import evaluate_checkpoint, train_teacher
-from litcache.train import assemble_student, train_end_to_end, train_sections
+from litcache.train import train_end_to_end, train_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10"
 VARIANTS = ("scratch", "kd", "online-lit", "cached-lit", "cached-lit-combined")
 EXTRA_VARIANTS = ("online-lit-combined",)
 BETA_COMBINED = 0.75  # LIT's reference code
+METRICS = ("accuracy", "psnr", "ssim")  # what evaluate_checkpoint reports: a classifier's, an image model's
 
 
 def overrides_tag(overrides: list[str]) -> str:
@@ -154,8 +156,10 @@ def main() -> None:
             epochs = 2 if quick else None
             train_teacher(cfg, teacher, epochs=epochs, limit=limit, show_progress=False)
             teacher_seconds = time.perf_counter() - started
-    teacher_eval = evaluate_checkpoint(teacher, cfg.data, test_limit)
-    print(f"teacher {teacher_eval['arch']}: accuracy {teacher_eval['accuracy']:.4f}", flush=True)
+    teacher_eval = evaluate_checkpoint(teacher, cfg, test_limit)
+    metric = "accuracy" if "accuracy" in teacher_eval else "psnr"  # image-to-image models: PSNR (and SSIM)
+    metrics = [m for m in METRICS if m in teacher_eval]
+    print(f"teacher {teacher_eval['model']}: " + ", ".join(f"{m} {teacher_eval[m]:.4f}" for m in metrics), flush=True)
 
     cache = args.cache or str(work / "cache.zarr")
     started = time.perf_counter()
@@ -172,7 +176,7 @@ def main() -> None:
     done = json.loads(done_path.read_text()) if done_path.is_file() else {}
     rows = []
     for name in args.variants:
-        accs, secs = [], []
+        per_seed: list[dict[str, float]] = []
         for seed in seeds:
             key = f"{name}/seed{seed}/ir{ir_epochs}/kd{kd_epochs}/n{limit}"
             if views != ir_epochs + kd_epochs:
@@ -186,23 +190,26 @@ def main() -> None:
                     name, scfg, cache, teacher, work / overrides_tag(args.overrides), ir_epochs, kd_epochs
                 )
                 seconds = time.perf_counter() - started
-                accuracy = evaluate_checkpoint(ckpt, cfg.data, test_limit)["accuracy"]
-                done[key] = {"accuracy": accuracy, "seconds": seconds}
+                result = evaluate_checkpoint(ckpt, cfg, test_limit)
+                done[key] = {**{m: result[m] for m in metrics}, "seconds": seconds}
                 done_path.write_text(json.dumps(done, indent=2))
-            accs.append(done[key]["accuracy"])
-            secs.append(done[key]["seconds"])
-            print(f"{name:<22} seed {seed}: accuracy {accs[-1]:.4f} in {secs[-1]:.0f}s", flush=True)
+            per_seed.append(done[key])
+            print(
+                f"{name:<22} seed {seed}: {metric} {per_seed[-1][metric]:.4f} in {done[key]['seconds']:.0f}s",
+                flush=True,
+            )
+        values = {m: [r[m] for r in per_seed] for m in metrics}
         rows.append(
             {
                 "name": name,
-                "accuracy": statistics.mean(accs),
-                "accuracy_spread": (max(accs) - min(accs)) if len(accs) > 1 else 0.0,
-                "accuracies": accs,
+                **{m: statistics.mean(v) for m, v in values.items()},
+                f"{metric}_spread": (max(values[metric]) - min(values[metric])) if len(seeds) > 1 else 0.0,
+                **{f"{m}_per_seed": v for m, v in values.items()},
                 "seeds": seeds,
-                "seconds": statistics.mean(secs),
+                "seconds": statistics.mean(r["seconds"] for r in per_seed),
                 "settings": {
-                    "student": cfg.train.student,
-                    "teacher": teacher_eval["arch"],
+                    "student": cfg.train.student.describe(),
+                    "teacher": teacher_eval["model"],
                     "ir_epochs": ir_epochs,
                     "kd_epochs": kd_epochs,
                     "epochs_total": ir_epochs + kd_epochs,
@@ -220,11 +227,12 @@ def main() -> None:
             }
         )
 
-    print(f"\n{'variant':<22} {'accuracy':>9} {'spread':>7} {'seconds':>8}")
+    print(f"\n{'variant':<22} " + " ".join(f"{m:>9}" for m in metrics) + f" {'spread':>7} {'seconds':>8}")
     for r in rows:
-        print(f"{r['name']:<22} {r['accuracy']:>9.4f} {r['accuracy_spread']:>7.4f} {r['seconds']:>8.0f}")
+        values = " ".join(f"{r[m]:>9.4f}" for m in metrics)
+        print(f"{r['name']:<22} {values} {r[f'{metric}_spread']:>7.4f} {r['seconds']:>8.0f}")
     print(
-        f"teacher {teacher_eval['arch']} {teacher_eval['accuracy']:.4f}; cache {cache_info['stored_bytes'] / 1e9:.2f}"
+        f"teacher {teacher_eval['model']} {teacher_eval[metric]:.4f}; cache {cache_info['stored_bytes'] / 1e9:.2f}"
         f" GB for {cache_info['rows']} rows, "
         + (f"extracted in {extract_seconds:.0f}s" if extract_seconds else "extracted by an earlier run (time not kept)")
     )

@@ -78,13 +78,28 @@ def quiet_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars.")(fn)
 
 
+MODEL_KEYS = ("teacher.model", "train.student")  # values are YAML: a built-in name or a {factory: ...} mapping
+
+
 def resolve(pipeline: str, overrides: tuple[str, ...], data: str | None = None, **extra: Any) -> PipelineConfig:
-    """Defaults < pipeline file < --set < the command's own flags (--data, --views, ...)."""
+    """Defaults < pipeline file < --set < the command's own flags (--data, --views, --student, ...)."""
     items = list(overrides)
     if data is not None:
         items.append(f"data.source={json.dumps(data)}")
-    items += [f"{key}={json.dumps(value)}" for key, value in extra.items() if value is not None]
+    for key, value in extra.items():
+        if value is not None:
+            items.append(f"{key}={value if key in MODEL_KEYS else json.dumps(value)}")
     return load_pipeline(pipeline, items)
+
+
+def model_option(name: str, key: str, what: str) -> Callable[..., Any]:
+    return click.option(
+        name,
+        default=None,
+        metavar="MODEL",
+        help=f"{what} (default: {key}): a built-in name (resnet20, resnext29, generator6, ...) or a YAML mapping "
+        "such as '{factory: torchvision.models:resnet50, sections: [layer1, layer2, layer3, layer4]}'.",
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -132,7 +147,7 @@ def pipelines_cmd(name: str | None) -> None:
 @data_option
 @click.option("--output", "-o", required=True, metavar="CKPT", help="Where to write the teacher checkpoint.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override teacher.epochs.")
-@click.option("--arch", default=None, help="Override teacher.arch (e.g. resnet56).")
+@model_option("--model", "teacher.model", "The teacher to train")
 @limit_option
 @quiet_option
 @_handle_errors
@@ -142,7 +157,7 @@ def train_teacher_cmd(
     data: str | None,
     output: str,
     epochs: int | None,
-    arch: str | None,
+    model: str | None,
     limit: int | None,
     quiet: bool,
 ) -> None:
@@ -153,9 +168,9 @@ def train_teacher_cmd(
     """
     from litcache.supervised import train_teacher
 
-    cfg = resolve(pipeline, overrides, data, **{"teacher.epochs": epochs, "teacher.arch": arch})
+    cfg = resolve(pipeline, overrides, data, **{"teacher.epochs": epochs, "teacher.model": model})
     record = train_teacher(cfg, output, limit=limit, show_progress=not quiet)
-    click.echo(f"teacher {cfg.teacher.arch} -> {output} (last epoch loss {record['loss']:.4f})")
+    click.echo(f"teacher {cfg.teacher.model.describe()} -> {output} (last epoch loss {record['loss']:.4f})")
 
 
 @main.command("extract")
@@ -323,11 +338,71 @@ def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool) -> None:
         sys.exit(1)
 
 
+@main.command("verify")
+@click.argument("cache", metavar="CACHE")
+@click.option("--teacher", "-t", default=None, metavar="CKPT", help="Also recompute rows with the cache's teacher.")
+@click.option(
+    "--fraction",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Fraction of the rows the teacher recomputes (random, seeded).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rows recomputed.")
+@click.option("--device", default="auto", show_default=True, help="Where the teacher runs (auto: cuda if present).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+@pipeline_options
+@quiet_option
+@_handle_errors
+def verify_cmd(
+    cache: str,
+    teacher: str | None,
+    fraction: float,
+    seed: int,
+    device: str,
+    as_json: bool,
+    pipeline: str,
+    overrides: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Check a cache: every unit against its checksum, the manifest's invariants, and (with --teacher) a random
+    fraction of the rows recomputed and compared within the store's rounding. Exits 1 when anything is wrong.
+
+    \b
+    Examples:
+      litcache verify runs/cache.zarr
+      litcache verify runs/cache.zarr --teacher runs/teacher.pt --fraction 0.05 --json
+    """
+    from litcache.extract import resolve_device
+    from litcache.store import open_cache
+    from litcache.verify import verify_cache
+
+    cfg = resolve(pipeline, overrides)  # a pipeline that names the teacher's factory lets it be built
+    report = verify_cache(
+        open_cache(cache),
+        teacher,
+        fraction=fraction,
+        seed=seed,
+        device=resolve_device(device),
+        trusted=cfg.factories(),
+        show_progress=not quiet and not as_json,
+    )
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "problems": report.problems, "checked": report.checked}, indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+        checked = ", ".join(f"{k} {v}" for k, v in report.checked.items() if not isinstance(v, dict))
+        click.echo(f"{cache}: " + ("OK" if report.ok else f"{len(report.problems)} PROBLEMS") + f" ({checked})")
+    if not report.ok:
+        sys.exit(1)
+
+
 @main.command("train-sections")
 @pipeline_options
 @click.option("--cache", "-c", "cache_url", required=True, metavar="CACHE", help="Cache written by `extract`.")
 @click.option("--output", "-o", required=True, metavar="DIR", help="Folder for section checkpoints and metrics.")
-@click.option("--student", default=None, metavar="ARCH", help="Student architecture (default: train.student).")
+@model_option("--student", "train.student", "The student")
 @click.option(
     "--section",
     type=click.IntRange(min=1),
@@ -368,12 +443,11 @@ def train_sections_cmd(
     """
     from litcache.train import train_sections
 
-    cfg = resolve(pipeline, overrides)
+    cfg = resolve(pipeline, overrides, **{"train.student": student})
     records = train_sections(
         cfg,
         cache_url,
         output,
-        student_arch=student,
         section=section,
         epochs=epochs,
         resume=resume,
@@ -405,7 +479,7 @@ def train_sections_cmd(
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override kd.epochs.")
 @click.option("--from-scratch", is_flag=True, help="Baseline: KD only, from a freshly initialised student.")
 @click.option("--labels-only", is_flag=True, help="Baseline: from scratch on the labels (implies --from-scratch).")
-@click.option("--student", default=None, metavar="ARCH", help="Student architecture for the baselines.")
+@model_option("--student", "train.student", "The student of a baseline")
 @click.option(
     "--teacher",
     "-t",
@@ -442,13 +516,12 @@ def kd_cmd(
 
     if (sections_dir is None) == (not (from_scratch or labels_only)):
         raise click.UsageError("pass --student-sections DIR, or --from-scratch / --labels-only for a baseline")
-    cfg = resolve(pipeline, overrides)
+    cfg = resolve(pipeline, overrides, **{"train.student": student})
     records = train_end_to_end(
         cfg,
         cache_url,
         output,
         sections_dir=sections_dir,
-        student_arch=student,
         labels_only=labels_only,
         epochs=epochs,
         teacher_path=teacher,
@@ -551,21 +624,30 @@ def evaluate_cmd(
     limit: int | None,
     as_json: bool,
 ) -> None:
-    """Test-split accuracy of any checkpoint (top-1; top-5 too with more than 10 classes).
+    """Test-split accuracy of any checkpoint (top-1; top-5 too with more than 10 classes), or the PSNR and SSIM of
+    an image-to-image model. A plain state dict (.pt/.pth/.safetensors) is evaluated as the pipeline's
+    teacher.model.
 
     \b
-    Example:  litcache evaluate -m runs/student.pt -d ../shared/data/cifar10 --json
+    Examples:
+      litcache evaluate -m runs/student.pt -d ../shared/data/cifar10 --json
+      litcache evaluate -m resnet50.pth -d shards/ --set 'teacher.model={factory: torchvision.models:resnet50}'
     """
     from litcache.supervised import evaluate_checkpoint
 
     cfg = resolve(pipeline, overrides, data)
-    result = evaluate_checkpoint(model_path, cfg.data, limit, cfg.train.device)
+    result = evaluate_checkpoint(model_path, cfg, limit)
     if as_json:
         click.echo(json.dumps(result))
+    elif "psnr" in result:
+        click.echo(
+            f"{model_path} ({result['model']}): PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
+            f"on {result['samples']} test samples"
+        )
     else:
         extra = f", top-5 {result['top5']:.4f}" if "top5" in result else ""
         click.echo(
-            f"{model_path} ({result['arch']}): top-1 {result['accuracy']:.4f}{extra} "
+            f"{model_path} ({result['model']}): top-1 {result['accuracy']:.4f}{extra} "
             f"on {result['samples']} test samples"
         )
 

@@ -36,6 +36,11 @@ log = logging.getLogger(__name__)
 _LOADED: dict[tuple[str, int | None, str], tuple[SectionedModel, ImageSet, str, str]] = {}
 
 
+def _device_type(name: str) -> str:
+    """The type of device ``extract.device`` means on the worker that runs this."""
+    return resolve_device(name).type
+
+
 def extract_units(
     units: list[int],
     cfg_dict: dict[str, Any],
@@ -51,7 +56,7 @@ def extract_units(
     cache = open_cache(out, storage_options, writable=True)
     assert isinstance(cache, CacheWriter)
     if key not in _LOADED:
-        teacher, images = load_teacher_and_data(cfg, teacher_path, limit, device)
+        teacher, images, _ = load_teacher_and_data(cfg, teacher_path, limit, device)
         _LOADED[key] = teacher, images, fingerprint_state(teacher.state_dict()), images.fingerprint()
     teacher, images, teacher_fp, data_fp = _LOADED[key]
     if teacher_fp != cache.manifest["teacher"]["fingerprint"]:
@@ -63,6 +68,11 @@ def extract_units(
         raise CompatibilityError(
             f"a dask worker read other training data ({images.identity}) than the cache {cache.url} was created "
             "from: give every worker the same data.source"
+        )
+    if device.type != cache.manifest["compute"]["device"]:
+        raise CompatibilityError(
+            f"a dask worker computes on {device.type}, the cache {cache.url} on {cache.manifest['compute']['device']}: "
+            "the numbers would differ between units; give every worker the same kind of device"
         )
     done = cache.done_units()
     todo = [u for u in units if not done[u]]
@@ -93,8 +103,12 @@ def extract_on_dask(
 
     if units_per_task < 1:
         raise CacheError(f"units_per_task must be >= 1, got {units_per_task}")
-    # the driver only creates the cache: it needs the teacher's shapes and fingerprint, not a GPU
-    cache, _, _ = open_output(cfg, teacher_path, out, limit, resume, overwrite, storage_options, resolve_device("cpu"))
+    # the driver only creates the cache: it needs the teacher's shapes and fingerprint, not a GPU; the manifest
+    # records the workers' device type, which every task checks
+    workers_device = client.submit(_device_type, cfg.extract.device, pure=False).result()
+    cache, _, _ = open_output(
+        cfg, teacher_path, out, limit, resume, overwrite, storage_options, resolve_device("cpu"), workers_device
+    )
     todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
     tasks = [todo[i : i + units_per_task] for i in range(0, len(todo), units_per_task)]
     workers = len(client.scheduler_info().get("workers", {}))

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -23,6 +23,7 @@ MANTISSA_BITS = {"float16": 10, "float32": 23}  # explicit mantissa bits of each
 CODECS = ("zstd", "blosc-zstd", "blosc-lz4", "none")
 SCHEDULES = ("cosine", "step", "constant")
 TRANSFORMS = ("pad-crop-flip", "random-resized-crop")
+B0_CHOICES = ("auto", "store", "recompute")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -40,6 +41,7 @@ def _check_kd_weights(stage: str, label_weight: float, soft_weight: float) -> No
 
 # keys that were renamed, with what to write instead
 RENAMED = {
+    "arch": "{p}model (a built-in name such as resnet20, or a factory with its sections)",
     "alpha": "{p}label_weight and {p}soft_weight (KD = label_weight*CE + soft_weight*T^2*softCE; the old alpha "
     "weighted the soft targets, the reverse of LIT's reference code: alpha=a is label_weight=1-a, soft_weight=a)",
 }
@@ -100,10 +102,46 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """A model: a built-in ``name``, or a ``factory`` called with ``kwargs``; plus the module paths of its sections.
+
+    In a pipeline file a built-in is just its name (``student: resnet8``); any other model is a mapping:
+    ``{factory: torchvision.models:resnet50, sections: [layer1, layer2, layer3, layer4]}``, or
+    ``{factory: timm:create_model, kwargs: {model_name: vit_tiny_patch16_224, img_size: 32, patch_size: 4},
+    sections: [blocks.0:4, blocks.4:8, blocks.8:12]}``, or a user's ``my_models:build`` (or ``path/to/file.py:build``).
+    Built-ins and torchvision's ResNets know their sections.
+    """
+
+    name: str = ""  # built-in: resnet8 ... resnet110, resnext11/20/29, generator2/4/6
+    factory: str = ""  # package.module:function, or path/to/file.py:function
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    sections: tuple[str, ...] = ()  # module paths in order; "blocks.0:4" runs blocks.0 ... blocks.3
+
+    def __post_init__(self) -> None:
+        _check(
+            bool(self.name) != bool(self.factory),
+            f"a model is a built-in name or a factory (package.module:function), not both or neither: {self}",
+        )
+        if self.name:
+            from litcache.models.registry import BUILTIN_EXAMPLES, builtin
+
+            _check(
+                builtin(self.name) is not None,
+                f"unknown built-in model {self.name!r}: built-ins are {BUILTIN_EXAMPLES}; or give a factory "
+                "(package.module:function) and its sections",
+            )
+        else:
+            _check(":" in self.factory, f"model factory {self.factory!r} must look like package.module:function")
+
+    def describe(self) -> str:
+        return self.name or self.factory
+
+
+@dataclass(frozen=True)
 class TeacherConfig:
     """Supervised training of a teacher (the standard CIFAR recipe)."""
 
-    arch: str = "resnet20"
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet20"))
     epochs: int = 30
     batch_size: int = 128
     lr: float = 0.1
@@ -129,12 +167,16 @@ class ExtractConfig:
     queue_units: int = 4  # bound on encoded-but-unwritten units: memory stays bounded
     writers: int = 2  # background threads that encode and write
     channels_last: bool = True  # the teacher runs NHWC (faster convolutions); the cache is NCHW either way
+    # section 1's input: "store" it as boundary/0, "recompute" it from the cached input with the frozen stem, or
+    # "auto": store it only when its row is smaller than the input's (uint8 pixels), which is kept either way
+    b0: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.views >= 1, f"extract.views must be >= 1, got {self.views}")
         _check(self.batch_size >= 1, f"extract.batch_size must be >= 1, got {self.batch_size}")
         _check(self.queue_units >= 1, f"extract.queue_units must be >= 1, got {self.queue_units}")
         _check(self.writers >= 1, f"extract.writers must be >= 1, got {self.writers}")
+        _check(self.b0 in B0_CHOICES, f"extract.b0 must be one of {B0_CHOICES}, got {self.b0!r}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +229,7 @@ class StreamConfig:
 class TrainConfig:
     """Student training from the cache (train-sections) with LIT's losses."""
 
-    student: str = "resnet8"
+    student: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet8"))
     epochs: int = 4
     lr: float = 0.05
     momentum: float = 0.9
@@ -237,7 +279,7 @@ class PipelineConfig:
 
     name: str = "default"
     description: str = ""
-    students: tuple[str, ...] = ()  # students `litcache run` trains from one cache; () = (train.student,)
+    students: tuple[ModelConfig, ...] = ()  # students `litcache run` trains from one cache; () = (train.student,)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -247,7 +289,12 @@ class PipelineConfig:
     kd: KDConfig = field(default_factory=KDConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return cast(dict[str, Any], _to_plain(self))
+
+    def factories(self) -> set[str]:
+        """The model factories this pipeline names: code its user chose to run (see ``models.check_trusted``)."""
+        models = (self.teacher.model, self.train.student, *self.students)
+        return {m.factory for m in models if m.factory}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
@@ -258,6 +305,10 @@ class PipelineConfig:
 
 
 def _to_plain(value: Any) -> Any:
+    if isinstance(value, ModelConfig) and value.name and not (value.kwargs or value.sections):
+        return value.name  # a built-in reads as its name
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {k: _to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -267,9 +318,14 @@ def _to_plain(value: Any) -> Any:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
+    if tp is ModelConfig and isinstance(value, str):
+        return ModelConfig(name=value)  # a built-in by its name
     if dataclasses.is_dataclass(tp):
         _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
         return _build(tp, value, where + ".")  # type: ignore[arg-type]
+    if origin is dict:
+        _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
+        return dict(value)
     if origin is tuple:
         _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
         (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from litcache import __version__
-from litcache.checkpoint import fingerprint_state, load_model
+from litcache.checkpoint import fingerprint_state, load_teacher
 from litcache.config import MANTISSA_BITS, PipelineConfig
 from litcache.data import ImageSet, iter_views, load_images, to_unit_float, transform_spec
 from litcache.errors import CacheError, CompatibilityError
-from litcache.models import SectionedModel, probe_boundaries, section_names
+from litcache.models import Probe, SectionedModel, probe
 from litcache.progress import progress_bar
 from litcache.store import (
+    FROZEN,
     ArraySpec,
     CacheWriter,
     boundary_name,
@@ -39,7 +40,7 @@ from litcache.store import (
 log = logging.getLogger(__name__)
 
 # manifest entries that must agree for --resume to continue a cache
-RESUME_KEYS = ("teacher", "data", "views", "seed", "transform", "store", "arrays", "rows")
+RESUME_KEYS = ("teacher", "data", "views", "seed", "transform", "store", "compute", "arrays", "rows")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,39 +50,56 @@ def resolve_device(name: str) -> torch.device:
 
 
 def teacher_parts(model: SectionedModel) -> dict[str, np.ndarray]:
-    """The stem and head weights a student copies, as small arrays ``teacher/{stem,head}/<param>``."""
-    parts = {}
-    for part in ("stem", "head"):
-        for key, value in getattr(model, part).state_dict().items():
-            parts[f"teacher/{part}/{key}"] = value.detach().cpu().contiguous().numpy()
-    return parts
+    """What a student copies from the teacher: every parameter and buffer outside the sections, as small arrays
+    ``teacher/frozen/<state-dict key>``."""
+    return {f"{FROZEN}/{k}": v.detach().cpu().contiguous().numpy() for k, v in model.frozen_state().items()}
 
 
-def array_specs(images: ImageSet, shapes: list[tuple[int, ...]], num_classes: int, dtype: str) -> list[ArraySpec]:
+def store_b0(cfg: PipelineConfig, shapes: Probe, input_shape: tuple[int, ...]) -> bool:
+    """Whether to store b0 (``extract.b0``; ``auto``: when its row is smaller than the input's, uint8)."""
+    if cfg.extract.b0 != "auto":
+        return cfg.extract.b0 == "store"
+    b0_bytes = int(np.prod(shapes.boundary_shapes[0])) * np.dtype(cfg.store.dtype).itemsize
+    return b0_bytes < int(np.prod(input_shape))
+
+
+def array_specs(input_shape: tuple[int, ...], shapes: Probe, b0: bool, dtype: str) -> list[ArraySpec]:
     specs = [
         ArraySpec("rows/sample", (), "int32"),
         ArraySpec("rows/view", (), "int32"),
         ArraySpec("rows/label", (), "int32"),
-        ArraySpec("input", images.input_shape, "uint8"),
+        ArraySpec("input", input_shape, "uint8"),
     ]
-    specs += [ArraySpec(boundary_name(k), shape, dtype) for k, shape in enumerate(shapes) if k]
-    specs.append(ArraySpec("logits", (num_classes,), "float32"))
+    specs += [ArraySpec(boundary_name(k), s, dtype) for k, s in enumerate(shapes.boundary_shapes) if k or b0]
+    if shapes.output_kind == "logits":
+        specs.append(ArraySpec("logits", shapes.output_shape, "float32"))
+    else:  # an image model's output, stored at the boundaries' precision
+        specs.append(ArraySpec("output", shapes.output_shape, dtype))
     return specs
 
 
 def build_manifest(
-    cfg: PipelineConfig, teacher: SectionedModel, teacher_path: str, images: ImageSet, shapes: list[Any]
+    cfg: PipelineConfig,
+    teacher: SectionedModel,
+    teacher_path: str,
+    images: ImageSet,
+    shapes: Probe,
+    b0: bool,
+    device_type: str,
 ) -> dict[str, Any]:
     return {
         "litcache_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "teacher": {
-            "arch": teacher.arch,
+            "model": teacher.spec,
             "checkpoint": str(teacher_path),
             "fingerprint": fingerprint_state(teacher.state_dict()),
             "num_classes": images.num_classes,
-            "sections": section_names(teacher.num_sections),
-            "boundary_shapes": [list(s) for s in shapes],
+            "sections": list(teacher.section_paths),
+            "boundary_shapes": [list(s) for s in shapes.boundary_shapes],
+            "b0": "stored" if b0 else "recomputed",
+            "output": shapes.output_kind,
+            "output_shape": list(shapes.output_shape),
         },
         "data": images.describe(),
         "views": cfg.extract.views,
@@ -90,12 +108,22 @@ def build_manifest(
         "rows": len(images) * cfg.extract.views,
         "transform": transform_spec(cfg.data),
         "store": {k: v for k, v in cfg.to_dict()["store"].items()},
+        # how the numbers were computed: another device, memory format or batch size rounds differently, so a
+        # resumed cache must keep them to equal an uninterrupted one bit for bit
+        "compute": {
+            "device": device_type,
+            "channels_last": cfg.extract.channels_last,
+            "batch_size": cfg.extract.batch_size,
+        },
         "pipeline": cfg.to_dict(),
     }
 
 
 def _check_resumable(cache: CacheWriter, manifest: Mapping[str, Any]) -> None:
     diffs = []
+    written_by = cache.manifest.get("litcache_version")
+    if written_by != __version__:  # the same settings may compute other numbers
+        diffs.append(f"litcache version: the cache was written by {written_by}, this is {__version__}")
     for key in RESUME_KEYS:
         old, new = cache.manifest.get(key), manifest.get(key)
         if key in ("teacher", "data"):
@@ -192,8 +220,11 @@ def _teacher_rows(
     dtype: torch.dtype,
     memory_format: torch.memory_format = torch.contiguous_format,
     keepbits: int = 0,
+    first: int = 1,
+    output_dtype: torch.dtype = torch.float32,
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Boundaries b1..bS (cast to ``dtype``, NCHW) and float32 logits of uint8 inputs ``x`` (B, C, H, W).
+    """Boundaries b_first..bS (cast to ``dtype``, contiguous) and the outputs (``output_dtype``) of uint8 inputs
+    ``x`` (B, C, H, W).
 
     ``memory_format`` is the layout the teacher computes in (its weights must be in it already); ``keepbits``
     > 0 rounds the boundaries to that many mantissa bits (``store.bitround_keepbits``).
@@ -204,28 +235,40 @@ def _teacher_rows(
         xb = to_unit_float(x[start : start + batch_size].to(device, non_blocking=True))
         b, out = teacher.forward_boundaries(xb.contiguous(memory_format=memory_format))
         # one pass casts and lays out as the store expects (a no-op layout change when computed in NCHW)
-        cast = [t.to(dtype=dtype, memory_format=torch.contiguous_format) for t in b[1:]]
+        cast = [t.to(dtype=dtype, memory_format=torch.contiguous_format) for t in b[first:]]
         bounds.append([round_mantissa(t, keepbits) for t in cast] if keepbits else cast)
-        logits.append(out.float())
+        logits.append(out.to(dtype=output_dtype, memory_format=torch.contiguous_format))
     if len(bounds) == 1:
         return bounds[0], logits[0]
     return [torch.cat(parts) for parts in zip(*bounds, strict=True)], torch.cat(logits)
 
 
+def check_finite(t: torch.Tensor, what: str) -> None:
+    """Refuse NaN and Inf coming out of the teacher: a cache of them would train nothing (and silently)."""
+    if not bool(torch.isfinite(t).all()):
+        kind = "NaN" if bool(torch.isnan(t).any()) else "Inf"
+        raise CacheError(
+            f"the teacher's {what} holds {kind} values: the checkpoint is broken or the teacher diverged; check it "
+            "with `litcache evaluate`"
+        )
+
+
 @torch.inference_mode()
-def unit_stats(bounds: list[torch.Tensor]) -> np.ndarray:
-    """(S, 3) float64: sum, sum of squares and max |x| of each boundary of one unit, of the stored values.
+def unit_stats(bounds: list[torch.Tensor], first: int = 1, where: str = "") -> np.ndarray:
+    """(B, 3) float64: sum, sum of squares and max |x| of each stored boundary (b_first ...) of one unit, of the
+    stored values.
 
     Computed where the tensors are (the GPU, when there is one). The max is exact and doubles as the overflow
     check of the cast; the sums add float32 partial sums per row (exact widening of the stored values, relative
     error about 1e-8) in float64, several times cheaper on a CPU than float64 throughout.
     """
     rows = []
-    for k, t in enumerate(bounds, start=1):
+    for k, t in enumerate(bounds, start=first):
         lo, hi = torch.aminmax(t)
         peak = torch.maximum(-lo, hi).double()
         if not torch.isfinite(peak):
-            raise CacheError(f"boundary {k} does not fit {t.dtype} (it overflows); set store.dtype=float32")
+            check_finite(t if t.dtype != torch.float16 else t[~torch.isinf(t)], f"boundary {k}{where}")
+            raise CacheError(f"boundary {k}{where} does not fit {t.dtype} (it overflows); set store.dtype=float32")
         x = t.float().reshape(len(t), -1)
         rows.append(torch.stack([x.sum(1).double().sum(), x.square().sum(1).double().sum(), peak]))
     return torch.stack(rows).cpu().numpy()
@@ -237,19 +280,26 @@ def teacher_memory_format(cfg: PipelineConfig) -> torch.memory_format:
 
 def load_teacher_and_data(
     cfg: PipelineConfig, teacher_path: str, limit: int | None, device: torch.device
-) -> tuple[SectionedModel, ImageSet]:
-    """The teacher on ``device`` in the configured memory format, and the training split it is checked against."""
-    teacher, _ = load_model(teacher_path)
+) -> tuple[SectionedModel, ImageSet, Probe]:
+    """The teacher on ``device`` in the configured memory format, the training split it is checked against, and
+    what a forward of the teacher on that data's input shape shows."""
+    d = cfg.data
+    # the data is read once the checkpoint has been (a missing file fails first); the loader keeps decoded splits
+    data_classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
+    teacher = load_teacher(teacher_path, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories())
+    images = load_images(d, "train", limit)
     teacher.to(device).to(memory_format=teacher_memory_format(cfg)).eval()
-    images = load_images(cfg.data, "train", limit)
-    classes = teacher.num_classes
+    shapes = probe(teacher, images.input_shape)
+    if shapes.output_kind == "image":
+        return teacher, images, shapes
+    classes = shapes.output_shape[0]
     above = np.flatnonzero(images.labels >= classes)
     if len(above) or (cfg.data.num_classes and cfg.data.num_classes != classes):
         at = f" ({images.where(int(above[0]))} has label {images.labels[above[0]]})" if len(above) else ""
         raise CompatibilityError(
             f"teacher {teacher_path} has {classes} classes, data {images.identity} has {images.num_classes}{at}"
         )
-    return teacher, dataclasses.replace(images, num_classes=classes)  # a --limit subset may lack the top labels
+    return teacher, dataclasses.replace(images, num_classes=classes), shapes  # a --limit subset may lack top labels
 
 
 def open_output(
@@ -261,13 +311,17 @@ def open_output(
     overwrite: bool,
     storage_options: Mapping[str, Any] | None,
     device: torch.device,
+    compute_device: str | None = None,
 ) -> tuple[CacheWriter, SectionedModel, ImageSet]:
-    """Create the cache at ``out`` (or reopen it to resume); the teacher and data loaded on the way."""
+    """Create the cache at ``out`` (or reopen it to resume); the teacher and data loaded on the way.
+
+    ``compute_device``: the type of device the units are computed on, when not ``device`` (dask's workers).
+    """
     resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
-    teacher, images = load_teacher_and_data(cfg, teacher_path, limit, device)
-    shapes = probe_boundaries(teacher, images.input_shape)
-    specs = array_specs(images, shapes, images.num_classes, cfg.store.dtype)
-    manifest = build_manifest(cfg, teacher, teacher_path, images, shapes)
+    teacher, images, shapes = load_teacher_and_data(cfg, teacher_path, limit, device)
+    b0 = store_b0(cfg, shapes, images.input_shape)
+    specs = array_specs(images.input_shape, shapes, b0, cfg.store.dtype)
+    manifest = build_manifest(cfg, teacher, teacher_path, images, shapes, b0, compute_device or device.type)
     if overwrite:  # delete only once the teacher and the data have loaded: a typo must not cost a cache
         resuming = prepare_output(out, resume, overwrite, storage_options)
     if resuming:
@@ -291,6 +345,8 @@ def write_units(
     """Compute and write ``units`` of ``cache``: views, teacher forward, hand-off to the writer threads."""
     memory_format = teacher_memory_format(cfg)
     dtype = torch.float16 if cfg.store.dtype == "float16" else torch.float32
+    first = cache.stored_boundaries()[0]
+    output_dtype = torch.float32 if cache.output_name == "logits" else dtype
     units_per_step = max(1, cfg.extract.batch_size // cache.rows_per_unit)
     writer = _UnitWriter(cache, cfg.extract.writers, cfg.extract.queue_units)
     rows_todo = sum(e - s for s, e in map(cache.unit_rows, units))
@@ -308,22 +364,32 @@ def write_units(
         try:
             for (step_units, ranges, samples, views), x in made:
                 bounds, logits = _teacher_rows(
-                    teacher, x, cfg.extract.batch_size, device, dtype, memory_format, cfg.store.bitround_keepbits
+                    teacher,
+                    x,
+                    cfg.extract.batch_size,
+                    device,
+                    dtype,
+                    memory_format,
+                    cfg.store.bitround_keepbits,
+                    first,
+                    output_dtype,
                 )
                 offset = 0
                 for u, (s, e) in zip(step_units, ranges, strict=True):
                     sl = slice(offset, offset + e - s)
                     offset += e - s
                     unit_bounds = [b[sl] for b in bounds]
-                    stats = unit_stats(unit_bounds)
+                    where = f" (rows {s}..{e - 1}, unit {u})"
+                    stats = unit_stats(unit_bounds, first, where)
+                    check_finite(logits[sl], f"{cache.output_name}{where}")
                     arrays = {
                         "rows/sample": samples[sl].astype(np.int32),
                         "rows/view": views[sl].astype(np.int32),
                         "rows/label": images.labels[samples[sl]].astype(np.int32),
                         "input": x[sl].numpy(),
-                        "logits": logits[sl].cpu().numpy(),
+                        cache.output_name: logits[sl].cpu().numpy(),
                     }
-                    arrays.update({boundary_name(k): b.cpu().numpy() for k, b in enumerate(unit_bounds, start=1)})
+                    arrays.update({boundary_name(k): b.cpu().numpy() for k, b in enumerate(unit_bounds, start=first)})
                     writer.submit(u, arrays, stats)
                 bar.update(len(samples))
                 elapsed = max(time.perf_counter() - started, 1e-9)

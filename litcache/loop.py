@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from litcache.data import ImageSet, eval_batches, to_unit_float
+from litcache.metrics import psnr, ssim
 from litcache.models import SectionedModel
 from litcache.progress import progress_bar
 
@@ -58,18 +59,25 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(model: SectionedModel, images: ImageSet, device: torch.device, batch_size: int = 500) -> dict[str, float]:
-    """Top-1 (and top-5 when there are more than 10 classes) accuracy on the evaluation views (un-augmented)."""
+    """On the evaluation views (un-augmented): top-1 accuracy (and top-5 with more than 10 classes) of a
+    classifier; mean PSNR (dB) and SSIM of an image model's output against the ground truth, the image itself."""
     model.eval()
-    correct1 = correct5 = 0
+    sums: dict[str, float] = {}
     for x_uint8, labels in eval_batches(images, batch_size):
         x = to_unit_float(x_uint8.to(device))
         y = labels.to(device)
-        logits = model(x)
-        correct1 += int((logits.argmax(1) == y).sum())
-        if logits.shape[1] > 10:
-            top5 = logits.topk(5, dim=1).indices
-            correct5 += int((top5 == y[:, None]).any(1).sum())
-    out = {"accuracy": correct1 / len(images), "samples": len(images)}
-    if model.num_classes > 10:
-        out["top5"] = correct5 / len(images)
+        for key, value in score(model(x), x, y).items():
+            sums[key] = sums.get(key, 0.0) + value
+    out = {k: v / len(images) for k, v in sums.items()}
+    out["samples"] = len(images)
     return out
+
+
+def score(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Sums over one batch: correct predictions of logits, or PSNR and SSIM of images (truth ``x``)."""
+    if out.dim() == 4:
+        return {"psnr": float(psnr(out, x).sum()), "ssim": float(ssim(out, x).sum())}
+    sums = {"accuracy": float((out.argmax(1) == y).sum())}
+    if out.shape[1] > 10:
+        sums["top5"] = float((out.topk(5, dim=1).indices == y[:, None]).any(1).sum())
+    return sums

@@ -60,3 +60,23 @@ def lit_loss(ir_parts: list[torch.Tensor], kd: torch.Tensor | None, beta: float)
     if total is None:
         raise ValueError("lit_loss needs at least one IR part or a KD term")
     return total
+
+
+def pixel_loss(
+    student_out: torch.Tensor,
+    teacher_out: torch.Tensor | None,
+    truth: torch.Tensor,
+    label_weight: float,
+    soft_weight: float,
+) -> torch.Tensor:
+    """The finishing loss of an image-to-image student: ``label_weight·L1(student, truth) + soft_weight·L1(student,
+    teacher)``, the pixel counterpart of :func:`kd_loss` (the ground truth plays the labels, the teacher's output
+    the soft targets). LIT fine-tuned its StarGAN student against the teacher's images."""
+    loss = label_weight * F.l1_loss(student_out, truth) if label_weight else None
+    if soft_weight:
+        assert teacher_out is not None, "a pixel loss with soft_weight > 0 needs the teacher's output"
+        soft = soft_weight * F.l1_loss(student_out, teacher_out.to(student_out.dtype))
+        loss = soft if loss is None else loss + soft
+    if loss is None:
+        raise ValueError("pixel_loss needs label_weight > 0 or soft_weight > 0")
+    return loss

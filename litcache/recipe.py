@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from litcache.checkpoint import load_model
 from litcache.config import PipelineConfig, save_resolved
 from litcache.extract import extract
 from litcache.store import open_cache
@@ -21,21 +20,17 @@ from litcache.supervised import evaluate_checkpoint, train_teacher
 from litcache.train import train_end_to_end, train_sections
 
 log = logging.getLogger(__name__)
+METRICS = ("accuracy", "top5", "psnr", "ssim")  # what evaluate_checkpoint may report, in table order
 
 ARTIFACTS = {
     "config.yaml": "the resolved pipeline config of this run",
     "teacher.pt": "the teacher checkpoint (litcache format: architecture + weights, loads with weights_only)",
     "cache.zarr/": "the teacher cache: boundaries, logits, inputs, labels, teacher stem/head (Zarr v3)",
-    "students/<arch>/sections/": "sections trained from the cache (IR loss, + KD if train.beta > 0), metrics.jsonl",
-    "students/<arch>/student.pt": "the finished LIT student after the KD pass: a standalone checkpoint",
-    "baselines/scratch-<arch>.pt": "the same student trained from scratch on the labels, same budget",
-    "results.json": "every model's accuracy, parameters, compression ratio and wall time",
+    "students/<name>/sections/": "sections trained from the cache (IR loss, + KD if train.beta > 0), metrics.jsonl",
+    "students/<name>/student.pt": "the finished LIT student after the KD pass: a standalone checkpoint",
+    "baselines/scratch-<name>.pt": "the same student trained from scratch on the labels (or ground truth), same budget",
+    "results.json": "every model's accuracy (PSNR and SSIM for image models), parameters, compression, wall time",
 }
-
-
-def count_params(path: str | Path) -> int:
-    model, _ = load_model(path)
-    return sum(p.numel() for p in model.parameters())
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -75,27 +70,23 @@ def run_pipeline(
     cache_summary = summarize(open_cache(cache_url))
 
     def evaluate_row(name: str, path: str, wall: float) -> None:
-        acc = evaluate_checkpoint(path, cfg.data, test_limit, cfg.train.device)
+        result = evaluate_checkpoint(path, cfg, test_limit)
+        metrics = {k: result[k] for k in METRICS if k in result}
         rows.append(
-            {
-                "name": name,
-                "arch": acc["arch"],
-                "checkpoint": path,
-                "accuracy": acc["accuracy"],
-                "params": count_params(path),
-                "seconds": wall,
-            }
+            {"name": name, "model": result["model"], "checkpoint": path, **metrics, "params": result["params"]}
+            | {"seconds": wall}
         )
 
     evaluate_row("teacher", teacher_path, seconds)
-    for arch in cfg.students or (cfg.train.student,):
-        base = out / "students" / arch
+    for i, spec in enumerate(cfg.students or (cfg.train.student,), start=1):
+        label = spec.name or f"student{i}"
+        base = out / "students" / label
         _, sec_s = _timed(
             train_sections,
             cfg,
             cache_url,
             base / "sections",
-            student_arch=arch,
+            student=spec,
             resume=True,
             show_progress=show_progress,
         )
@@ -107,21 +98,21 @@ def run_pipeline(
             sections_dir=base / "sections",
             show_progress=show_progress,
         )
-        evaluate_row(f"lit-{arch}", str(base / "student.pt"), sec_s + kd_s)
+        evaluate_row(f"lit-{label}", str(base / "student.pt"), sec_s + kd_s)
         if baselines:
-            path = out / "baselines" / f"scratch-{arch}.pt"
+            path = out / "baselines" / f"scratch-{label}.pt"
             budget = cfg.train.epochs + cfg.kd.epochs
             _, s = _timed(
                 train_end_to_end,
                 cfg,
                 cache_url,
                 path,
-                student_arch=arch,
+                student=spec,
                 labels_only=True,
                 epochs=budget,
                 show_progress=show_progress,
             )
-            evaluate_row(f"scratch-{arch}", str(path), s)
+            evaluate_row(f"scratch-{label}", str(path), s)
     teacher_params = rows[0]["params"]
     for row in rows:
         row["compression"] = teacher_params / row["params"]
@@ -147,11 +138,14 @@ def run_pipeline(
 
 def format_results(results: dict[str, Any]) -> str:
     """The results table as text."""
-    lines = [f"{'model':<22} {'arch':<10} {'params':>9} {'compression':>11} {'accuracy':>9} {'train s':>8}"]
+    metrics = [k for k in METRICS if any(k in r for r in results["models"])]
+    head = "".join(f" {k:>9}" for k in metrics)
+    lines = [f"{'model':<22} {'architecture':<16} {'params':>10} {'compression':>11}{head} {'train s':>8}"]
     for r in results["models"]:
+        values = "".join(f" {r[k]:>9.4f}" if k in r else f" {'':>9}" for k in metrics)
         lines.append(
-            f"{r['name']:<22} {r['arch']:<10} {r['params']:>9,} {r['compression']:>10.2f}x "
-            f"{r['accuracy']:>9.4f} {r['seconds']:>8.1f}"
+            f"{r['name']:<22} {r['model'][:16]:<16} {r['params']:>10,} {r['compression']:>10.2f}x{values} "
+            f"{r['seconds']:>8.1f}"
         )
     c = results["cache"]
     lines.append(

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import sys
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,8 +33,9 @@ from litcache.config import StoreConfig
 from litcache.errors import CacheError
 
 FORMAT = "litcache-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PROGRESS = "progress/units"
+FROZEN = "teacher/frozen"  # the teacher's parameters and buffers outside its sections, one array each
 STATS = "progress/stats"
 STAT_FIELDS = ("sum", "sum_sq", "abs_max")  # per boundary and unit, in float64
 
@@ -159,6 +161,20 @@ class ChunkCodec:
         return rows.tobytes() if self.compressor is None else self.compressor.encode(rows)
 
 
+@contextlib.contextmanager
+def writing(url: str, what: str, then: str) -> Iterator[None]:
+    """Turn an OS error while writing ``what`` of the cache at ``url`` (a full disk, a lost mount, a permission)
+    into a one-line :class:`CacheError` that says what to do ``then``."""
+    try:
+        yield
+    except OSError as exc:
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise CacheError(f"cannot write {what} of {url}: {reason}; {then}") from exc
+
+
+RESUME_HINT = "what was written before is kept: fix that, then run `litcache extract ... --resume`"
+
+
 def _fs(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
     import fsspec
 
@@ -246,8 +262,22 @@ class Cache:
         return [(max(s, rows.start), min(s + step, rows.stop)) for s in range(first, rows.stop, step) if s < rows.stop]
 
     def boundary_shapes(self) -> list[tuple[int, ...]]:
-        """Shapes of b0..bS (b0 is recomputed from ``input`` by the cached stem)."""
+        """Shapes of b0..bS (b0 is stored, or recomputed from ``input`` by the frozen stem: see ``b0_stored``)."""
         return [tuple(s) for s in self.manifest["teacher"]["boundary_shapes"]]
+
+    @property
+    def b0_stored(self) -> bool:
+        """Whether ``boundary/0`` is an array of the cache (else section 1's input is the stem of ``input``)."""
+        return self.manifest["teacher"].get("b0") == "stored"
+
+    def stored_boundaries(self) -> list[int]:
+        """Indices k of the ``boundary/k`` arrays, in order."""
+        return list(range(0 if self.b0_stored else 1, self.num_sections + 1))
+
+    @property
+    def output_name(self) -> str:
+        """The array of the teacher's outputs: ``logits`` for a classifier, ``output`` for an image model."""
+        return "output" if self.manifest["teacher"].get("output") == "image" else "logits"
 
     def array(self, name: str) -> zarr.Array:
         if name not in self._arrays:  # opening reads metadata: once per array, not per read
@@ -308,21 +338,21 @@ class Cache:
                 out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return {name: out[name] for name in names}
 
-    def check_unit_read(self, start: int, stop: int, arrays: Mapping[str, np.ndarray]) -> None:
-        """If rows start..stop are one whole unit, compare ``arrays`` with the unit's CRC-32s.
+    def check_unit(self, unit: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Compare ``arrays`` (all rows of ``unit``, any of the row arrays) with the unit's CRC-32s.
 
         ``read`` refuses a deleted chunk; this catches one whose bytes changed but still decode.
         """
-        unit, offset = divmod(start, self.rows_per_unit)
-        if offset or stop != self.unit_rows(unit)[1]:
-            return
         if not hasattr(self, "_record"):
             self._record = read_array(self.array(PROGRESS))
+        s, e = self.unit_rows(unit)
         names = self.data_arrays()
         for name, x in arrays.items():
+            if len(x) != e - s:
+                raise ValueError(f"check_unit needs all {e - s} rows of unit {unit}, got {len(x)} of {name}")
             if name in names and crc32(x) != self._record[unit, 1 + names.index(name)]:
                 raise CacheError(
-                    f"cache {self.url} is corrupt: {name} rows {start}..{stop - 1} do not match their checksum "
+                    f"cache {self.url} is corrupt: {name} rows {s}..{e - 1} do not match their checksum "
                     f"(a chunk was changed or deleted); run `litcache inspect --verify {self.url}` and re-extract"
                 )
 
@@ -367,18 +397,18 @@ class Cache:
         return problems
 
     def boundary_stats(self) -> list[dict[str, float]]:
-        """Mean, std and max |x| of each stored boundary over the units written so far."""
-        stats = read_array(self.array(STATS))  # (units, S, 3)
+        """Mean, std and max |x| of each stored boundary (``stored_boundaries``) over the units written so far."""
+        stats = read_array(self.array(STATS))  # (units, stored boundaries, 3)
         done = self.done_units()
         out = []
-        for k in range(stats.shape[1]):
-            shape = self.boundary_shapes()[k + 1]
+        for i, k in enumerate(self.stored_boundaries()):
+            shape = self.boundary_shapes()[k]
             n = float(sum(e - s for s, e in map(self.unit_rows, np.flatnonzero(done).tolist()))) * math.prod(shape)
-            total, total_sq = stats[done, k, 0].sum(), stats[done, k, 1].sum()
+            total, total_sq = stats[done, i, 0].sum(), stats[done, i, 1].sum()
             mean = total / n if n else 0.0
             var = max(total_sq / n - mean * mean, 0.0) if n else 0.0
-            absmax = float(stats[done, k, 2].max()) if done.any() else 0.0
-            out.append({"mean": float(mean), "std": math.sqrt(var), "abs_max": absmax})
+            absmax = float(stats[done, i, 2].max()) if done.any() else 0.0
+            out.append({"boundary": k, "mean": float(mean), "std": math.sqrt(var), "abs_max": absmax})
         return out
 
 
@@ -399,16 +429,21 @@ class CacheWriter(Cache):
     def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None = None) -> None:
         """Write one whole unit of every data array, then its progress record.
 
-        ``stats`` (S, 3): sum, sum of squares and max |x| per boundary of the values as stored (bit-rounded
+        ``stats`` (B, 3): sum, sum of squares and max |x| per stored boundary of the values as stored (bit-rounded
         when ``store.bitround_keepbits`` is set), when the caller has them already.
         """
+        with writing(self.url, f"unit {unit}", RESUME_HINT):
+            self._write_unit(unit, arrays, stats)
+
+    def _write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None) -> None:
         s, e = self.unit_rows(unit)
         names = self.data_arrays()
         missing = set(names) - set(arrays)
         if missing:
             raise CacheError(f"unit {unit}: no data for {sorted(missing)}")
         record = np.zeros(1 + len(names), dtype=np.uint32)
-        final = np.zeros((self.num_sections, len(STAT_FIELDS))) if stats is None else np.array(stats, np.float64)
+        bounds = [n for n in names if n.startswith("boundary/")]
+        final = np.zeros((len(bounds), len(STAT_FIELDS))) if stats is None else np.array(stats, np.float64)
         stored: list[tuple[Any, str, Any]] = []  # (store, key, bytes) of the chunks encoded here
         for j, name in enumerate(names):
             x = arrays[name]
@@ -424,7 +459,7 @@ class CacheWriter(Cache):
                 self.array(name)[s:e] = x
             record[1 + j] = crc32(x)
             if name.startswith("boundary/") and stats is None:
-                k = int(name.split("/")[1]) - 1
+                k = bounds.index(name)
                 x64 = x.astype(np.float64)
                 final[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())
         prototype = default_buffer_prototype()
@@ -458,7 +493,8 @@ class CacheWriter(Cache):
         manifest = dict(self.manifest)
         manifest["complete"] = True
         manifest["boundary_stats"] = self.boundary_stats()
-        self.group.attrs["litcache"] = manifest
+        with writing(self.url, "the final manifest", RESUME_HINT):
+            self.group.attrs["litcache"] = manifest
         self.manifest = manifest
         return manifest
 
@@ -488,42 +524,44 @@ def create_cache(
     # a provisional manifest from the first write on: an interrupted creation is still recognisably a cache
     # (--overwrite may delete it) that no reader accepts; the full manifest replaces it last
     provisional: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "creating": True}
-    group = zarr.open_group(
-        url, mode="w", storage_options=_opts(url, storage_options), attributes={"litcache": provisional}
-    )
-    for spec in specs:
-        group.create_array(
-            spec.name,
-            shape=(rows, *spec.row_shape),
-            chunks=(chunk, *spec.row_shape),
-            shards=(unit, *spec.row_shape) if cfg.shard_chunks else None,
-            dtype=spec.dtype,
-            fill_value=0,
-            dimension_names=("row",) + tuple(f"d{i}" for i in range(1, len(spec.row_shape) + 1)),
-            **build_codecs(cfg),
+    then = "free some space (or fix the store), then start again with `litcache extract ... --overwrite`"
+    with writing(url, "the new cache's arrays", then):
+        group = zarr.open_group(
+            url, mode="w", storage_options=_opts(url, storage_options), attributes={"litcache": provisional}
         )
-    units = math.ceil(rows / unit)
-    group.create_array(
-        PROGRESS,
-        shape=(units, 1 + len(specs)),
-        chunks=(1, 1 + len(specs)),
-        dtype="uint32",
-        fill_value=0,
-        config={"write_empty_chunks": True},
-    )
-    n_bounds = sum(s.name.startswith("boundary/") for s in specs)
-    group.create_array(
-        STATS,
-        shape=(units, n_bounds, len(STAT_FIELDS)),
-        chunks=(1, n_bounds, len(STAT_FIELDS)),
-        dtype="float64",
-        fill_value=0.0,
-        config={"write_empty_chunks": True},
-    )
-    for name, value in small.items():
-        arr = group.create_array(name, shape=value.shape, dtype=value.dtype, compressors=ZstdCodec(level=3))
-        arr[...] = value
-    group.attrs["litcache"] = manifest  # last: replaces the provisional manifest
+        for spec in specs:
+            group.create_array(
+                spec.name,
+                shape=(rows, *spec.row_shape),
+                chunks=(chunk, *spec.row_shape),
+                shards=(unit, *spec.row_shape) if cfg.shard_chunks else None,
+                dtype=spec.dtype,
+                fill_value=0,
+                dimension_names=("row",) + tuple(f"d{i}" for i in range(1, len(spec.row_shape) + 1)),
+                **build_codecs(cfg),
+            )
+        units = math.ceil(rows / unit)
+        group.create_array(
+            PROGRESS,
+            shape=(units, 1 + len(specs)),
+            chunks=(1, 1 + len(specs)),
+            dtype="uint32",
+            fill_value=0,
+            config={"write_empty_chunks": True},
+        )
+        n_bounds = sum(s.name.startswith("boundary/") for s in specs)
+        group.create_array(
+            STATS,
+            shape=(units, n_bounds, len(STAT_FIELDS)),
+            chunks=(1, n_bounds, len(STAT_FIELDS)),
+            dtype="float64",
+            fill_value=0.0,
+            config={"write_empty_chunks": True},
+        )
+        for name, value in small.items():
+            arr = group.create_array(name, shape=value.shape, dtype=value.dtype, compressors=ZstdCodec(level=3))
+            arr[...] = value
+        group.attrs["litcache"] = manifest  # last: replaces the provisional manifest
     return CacheWriter(group, url)
 
 

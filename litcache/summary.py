@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from litcache.models import describe
 from litcache.store import Cache
 
 
@@ -37,7 +38,10 @@ def summarize(cache: Cache) -> dict[str, Any]:
         "samples": cache.samples,
         "views": cache.views,
         "seed": m["seed"],
-        "teacher": {k: m["teacher"][k] for k in ("arch", "fingerprint", "num_classes", "sections")},
+        "teacher": {
+            **{k: m["teacher"][k] for k in ("fingerprint", "num_classes", "sections", "b0", "output")},
+            "model": describe(m["teacher"]["model"]),
+        },
         "data": {k: m["data"][k] for k in ("identity", "samples", "fingerprint")},
         "transform": m["transform"],
         "store": m["store"],
@@ -82,8 +86,9 @@ def format_summary(s: dict[str, Any]) -> str:
         f"format     v{s['format_version']} (litcache {s['litcache_version']})",
         f"status     {'complete' if s['complete'] else 'INCOMPLETE'} ({s['units_written']}/{s['units_total']} units)",
         f"rows       {s['rows']} = {s['samples']} samples x {s['views']} views (seed {s['seed']})",
-        f"teacher    {s['teacher']['arch']} ({s['teacher']['num_classes']} classes) "
+        f"teacher    {s['teacher']['model']} ({s['teacher']['output']}, {s['teacher']['num_classes']} classes) "
         f"{s['teacher']['fingerprint'][:23]}…",
+        f"sections   {', '.join(s['teacher']['sections'])} (b0 {s['teacher']['b0']})",
         f"data       {s['data']['identity'][:90]}",
         f"store      {s['store']['dtype']} {s['store']['codec']} level {s['store']['level']}, "
         f"{s['stored_bytes'] / mb:.1f} MB, {s['boundary_bytes_per_element']:.3f} bytes per boundary element",
@@ -96,6 +101,6 @@ def format_summary(s: dict[str, Any]) -> str:
             f"{a['stored_bytes'] / mb:>10.2f} {a['raw_fp32_bytes'] / mb:>10.2f}"
         )
     lines.append("")
-    for k, st in enumerate(s["boundary_stats"], start=1):
-        lines.append(f"boundary {k}: mean {st['mean']:.4f} std {st['std']:.4f} max|x| {st['abs_max']:.4f}")
+    for st in s["boundary_stats"]:
+        lines.append(f"boundary {st['boundary']}: mean {st['mean']:.4f} std {st['std']:.4f} max|x| {st['abs_max']:.4f}")
     return "\n".join(lines)

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from litcache.checkpoint import save_model
+from litcache.checkpoint import load_teacher, save_model
 from litcache.config import DataConfig, PipelineConfig, save_resolved
 from litcache.data import ImageSet, iter_views, load_images, to_unit_float
 from litcache.extract import resolve_device
 from litcache.loop import evaluate, train_one_epoch
-from litcache.models import build_model
+from litcache.models import build_model, describe, probe
 from litcache.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -41,16 +41,19 @@ def train_teacher(
     limit: int | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``cfg.teacher.arch`` on the training split; save the checkpoint at ``out``.
+    """Train ``cfg.teacher.model`` on the training split; save the checkpoint at ``out``.
 
-    Writes ``<out>.config.yaml`` (the resolved config) and ``<out>.metrics.jsonl`` beside it.
+    A classifier learns the labels (cross-entropy); an image-to-image model its ground truth, the input view
+    itself (L1; the built-in generators see it in grey). Writes ``<out>.config.yaml`` (the resolved config) and
+    ``<out>.metrics.jsonl`` beside it.
     """
     tc = cfg.teacher
     epochs = epochs or tc.epochs
     torch.manual_seed(tc.seed)
     device = resolve_device(cfg.train.device)
     images = load_images(cfg.data, "train", limit)
-    model = build_model(tc.arch, images.num_classes, cfg.data.mean, cfg.data.std).to(device)
+    model = build_model(tc.model, images.num_classes, cfg.data.mean, cfg.data.std).to(device)
+    classifier = probe(model, images.input_shape).output_kind == "logits"
     optimizer = build_optimizer(model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
     steps_per_epoch = -(-len(images) // tc.batch_size)
     scheduler = build_scheduler(optimizer, tc.schedule, epochs * steps_per_epoch)
@@ -62,8 +65,9 @@ def train_teacher(
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y = batch
-        logits = model(to_unit_float(x.to(device)))
-        return {"loss": F.cross_entropy(logits, y.to(device))}
+        x = to_unit_float(x.to(device))
+        out = model(x)
+        return {"loss": F.cross_entropy(out, y.to(device)) if classifier else F.l1_loss(out, x)}
 
     record: dict[str, Any] = {}
     for epoch in range(epochs):
@@ -88,14 +92,19 @@ def train_teacher(
     return record
 
 
-def evaluate_checkpoint(
-    model_path: str | Path, data: DataConfig, limit: int | None = None, device: str = "auto"
-) -> dict[str, Any]:
-    """Test-split accuracy of any litcache checkpoint (teacher or student)."""
-    from litcache.checkpoint import load_model
+def evaluate_checkpoint(model_path: str | Path, cfg: PipelineConfig, limit: int | None = None) -> dict[str, Any]:
+    """Test-split accuracy (or PSNR/SSIM, for an image model) of a teacher or student checkpoint, with its number
+    of parameters.
 
-    model, meta = load_model(model_path)
-    dev = resolve_device(device)
-    images = load_images(data, "test", limit)
+    A litcache checkpoint rebuilds its own model (a factory outside litcache, torchvision and timm only when the
+    pipeline names it too); a plain state dict is one of ``cfg.teacher.model``.
+    """
+    d = cfg.data
+    model = load_teacher(
+        model_path, cfg.teacher.model, lambda: load_images(d, "test", limit).num_classes, d.mean, d.std, cfg.factories()
+    )
+    images = load_images(d, "test", limit)  # read once: the loader keeps decoded splits
+    dev = resolve_device(cfg.train.device)
     result = evaluate(model.to(dev), images, dev)
-    return {**result, "arch": model.arch, "data": images.identity}
+    params = sum(p.numel() for p in model.parameters())
+    return {**result, "model": describe(model.spec), "params": params, "data": images.identity}

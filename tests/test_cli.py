@@ -39,8 +39,8 @@ def test_train_teacher_extract_inspect_evaluate(data_dir: Path, tmp_path: Path) 
     result = ok("train-teacher", "-p", "tiny", "-d", data_dir, "-o", teacher, "--limit", "16", "-q")
     assert f"-> {teacher}" in result.stdout
     model, meta = load_model(teacher)
-    assert model.arch == "resnet8" and meta["samples"] == 16 and meta["epochs"] == 1
-    assert load_pipeline(str(teacher.with_name("teacher.pt.config.yaml"))).teacher.arch == "resnet8"
+    assert model.spec["name"] == "resnet8" and meta["samples"] == 16 and meta["epochs"] == 1
+    assert load_pipeline(str(teacher.with_name("teacher.pt.config.yaml"))).teacher.model.name == "resnet8"
     assert len(teacher.with_name("teacher.pt.metrics.jsonl").read_text().splitlines()) == 1
 
     result = ok(
@@ -57,7 +57,7 @@ def test_train_teacher_extract_inspect_evaluate(data_dir: Path, tmp_path: Path) 
 
     result = ok("evaluate", "-m", teacher, "-d", data_dir, "--json")
     evaluation = json.loads(result.stdout)
-    assert evaluation["samples"] == 32 and evaluation["arch"] == "resnet8"
+    assert evaluation["samples"] == 32 and evaluation["model"] == "resnet8"
     assert 0.0 <= evaluation["accuracy"] <= 1.0
     assert "top-1" in ok("evaluate", "-m", teacher, "-d", data_dir, "--limit", "8").stdout
 
@@ -87,9 +87,10 @@ def test_extract_max_units_then_resume(data_dir: Path, teacher_path: Path, tmp_p
 def test_inspect_json(cache_path: Path) -> None:
     s = json.loads(ok("inspect", cache_path, "--json").stdout)
     assert {"format_version", "complete", "rows", "samples", "views", "teacher", "arrays"} <= s.keys()
-    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (1, True, 128, 64, 2)
-    assert {"arch", "fingerprint"} <= s["teacher"].keys()
-    assert s["teacher"]["arch"] == "resnet8" and s["teacher"]["fingerprint"].startswith("sha256:")
+    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (2, True, 128, 64, 2)
+    assert {"model", "fingerprint", "sections", "b0", "output"} <= s["teacher"].keys()
+    assert s["teacher"]["model"] == "resnet8" and s["teacher"]["fingerprint"].startswith("sha256:")
+    assert s["teacher"]["sections"] == ["layer1", "layer2", "layer3"] and s["teacher"]["b0"] == "recomputed"
     expected = {"rows/sample", "rows/view", "rows/label", "input", "logits", "progress/units", "progress/stats"}
     assert expected | {f"boundary/{k}" for k in (1, 2, 3)} <= s["arrays"].keys()
     for name, a in s["arrays"].items():
@@ -142,7 +143,11 @@ def test_version() -> None:
         (["inspect", "missing.zarr"], ["no cache at missing.zarr"]),
         (["extract", "-t", "t.pt", "-o", "c.zarr", "--set", "extract.veiws=3"], ["'extract.veiws'"]),
         (["extract", "-t", "t.pt", "-o", "c.zarr", "--set", "extract.views"], ["--set expects key=value"]),
-        (["train-teacher", "-o", "t.pt", "--arch", "resnet9", "-d", "DATA"], ["unknown architecture 'resnet9'"]),
+        (["train-teacher", "-o", "t.pt", "--model", "resnet9", "-d", "DATA"], ["unknown built-in model 'resnet9'"]),
+        (
+            ["train-teacher", "-o", "t.pt", "--set", "teacher.arch=resnet8"],
+            ["'teacher.arch' was replaced by teacher.model"],
+        ),
         (["train-teacher", "-o", "t.pt", "-d", "no/such/folder"], ["no/such/folder"]),
     ],
 )

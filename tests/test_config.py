@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from litcache.config import (
+    ModelConfig,
     PipelineConfig,
     builtin_pipelines,
     load_pipeline,
@@ -91,10 +93,10 @@ def test_precedence_defaults_then_file_then_overrides(tmp_path: Path) -> None:
     defaults = load_pipeline(None)
     assert defaults == PipelineConfig()
     tiny = load_pipeline("tiny")
-    assert (defaults.teacher.arch, tiny.teacher.arch) == ("resnet20", "resnet8")  # the file beats the defaults
+    assert (defaults.teacher.model.name, tiny.teacher.model.name) == ("resnet20", "resnet8")  # the file beats defaults
     assert tiny.teacher.lr == defaults.teacher.lr  # what the file does not set keeps its default
-    over = load_pipeline("tiny", ["teacher.arch=resnet14", "extract.views=5", "extract.views=7"])
-    assert over.teacher.arch == "resnet14"  # --set beats the file
+    over = load_pipeline("tiny", ["teacher.model=resnet14", "extract.views=5", "extract.views=7"])
+    assert over.teacher.model.name == "resnet14"  # --set beats the file
     assert over.extract.views == 7  # the last --set wins
     assert over.teacher.epochs == tiny.teacher.epochs  # a sibling of an overridden key survives the merge
 
@@ -145,8 +147,8 @@ def test_builtin_pipelines_all_load() -> None:
         cfg = load_pipeline(name)
         assert cfg.name == name
         assert cfg.description, f"pipeline {name} has no description"
-        build_model(cfg.teacher.arch)  # the architectures it names exist
-        build_model(cfg.train.student)
+        for spec in (cfg.teacher.model, cfg.train.student, *cfg.students):
+            build_model(spec)  # the models it names exist
 
 
 def test_unknown_pipeline_name_lists_the_builtins() -> None:
@@ -166,3 +168,34 @@ def test_malformed_pipeline_file_is_an_error(tmp_path: Path, text: str, match: s
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_pipeline(str(path))
+
+
+def test_a_model_is_a_builtin_name_or_a_factory_mapping() -> None:
+    cfg = load_pipeline(
+        "tiny",
+        [
+            "train.student={factory: 'torchvision.models:resnet18', kwargs: {zero_init_residual: true}}",
+            "students=[resnet8, {factory: 'my_models:build', sections: [a.0:2, a.2:4]}]",
+        ],
+    )
+    assert cfg.train.student == ModelConfig(factory="torchvision.models:resnet18", kwargs={"zero_init_residual": True})
+    assert cfg.students[0] == ModelConfig(name="resnet8") and cfg.students[1].sections == ("a.0:2", "a.2:4")
+    assert cfg.factories() == {"torchvision.models:resnet18", "my_models:build"}
+    plain = cfg.to_dict()
+    assert plain["students"][0] == "resnet8" and plain["train"]["student"]["kwargs"] == {"zero_init_residual": True}
+    assert PipelineConfig.from_dict(plain) == cfg  # the round trip
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("train.student=resnet9", "unknown built-in model 'resnet9'"),
+        ("train.student={name: resnet8, factory: 'a:b'}", "not both or neither"),
+        ("train.student={factory: torchvision.models.resnet18}", "must look like package.module:function"),
+        ("train.student={factory: 'a:b', colour: red}", "unknown config key 'train.student.colour'"),
+        ("train.alpha=0.9", "'train.alpha' was replaced by train.label_weight and train.soft_weight"),
+    ],
+)
+def test_bad_model_specs_and_renamed_keys_are_config_errors(item: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_pipeline("tiny", [item])

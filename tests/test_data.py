@@ -18,7 +18,7 @@ from conftest import encode, write_members, write_shard
 import litcache.data.images
 import litcache.data.index
 from litcache import build_model, extract, open_cache, save_model
-from litcache.config import DataConfig, PipelineConfig, load_pipeline
+from litcache.config import DataConfig, ModelConfig, PipelineConfig, load_pipeline
 from litcache.data import ImageSet, forget_opened, iter_views, load_images, make_views, shard_paths
 from litcache.errors import ConfigError, DataError
 from litcache.loop import evaluate
@@ -248,7 +248,7 @@ def test_grayscale_is_a_setting_and_extracts(tmp_path: Path, index_dir: Path) ->
     assert images.input_shape == (1, 32, 32) and np.array_equal(_pixels(images), gray)
     rgb = load_images(DataConfig(source=str(tmp_path / "d"), index_dir=""), "train")  # channels=3: gray repeated
     assert np.array_equal(_pixels(rgb), np.repeat(gray, 3, axis=3))
-    teacher = build_model("resnet8", 4, (0.5,), (0.25,)).eval()
+    teacher = build_model(ModelConfig(name="resnet8", kwargs={"in_channels": 1}), 4, (0.5,), (0.25,)).eval()
     save_model(teacher, tmp_path / "gray.pt")
     extract(cfg, str(tmp_path / "gray.pt"), str(tmp_path / "c.zarr"), show_progress=False)
     cache = open_cache(str(tmp_path / "c.zarr"))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -75,7 +76,7 @@ def test_the_teachers_memory_format_does_not_change_the_cache(
             )
         else:
             assert np.array_equal(a, b), name
-    stem, plain_stem = dict(_small(default, "stem")), dict(_small(plain, "stem"))
+    stem, plain_stem = dict(_small(default, "frozen")), dict(_small(plain, "frozen"))
     assert stem.keys() == plain_stem.keys()
     for name in stem:
         assert np.array_equal(stem[name][...], plain_stem[name][...]), name
@@ -84,18 +85,19 @@ def test_the_teachers_memory_format_does_not_change_the_cache(
 def test_cached_stem_and_input_recompute_boundary_zero(cache_path: Path, teacher_path: Path) -> None:
     cache = open_cache(str(cache_path))
     teacher, _ = load_model(teacher_path)
-    student = build_model("resnet8").eval()
-    stem = {k.removeprefix("teacher/stem/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "stem")}
-    head = {k.removeprefix("teacher/head/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "head")}
-    student.stem.load_state_dict(stem)
-    student.head.load_state_dict(head)
+    student = build_model("resnet14").eval()  # another depth: only the parts outside the sections are copied
+    frozen = {
+        k.removeprefix("teacher/frozen/"): torch.from_numpy(np.asarray(a[...])) for k, a in _small(cache, "frozen")
+    }
+    assert frozen.keys() == teacher.frozen_state().keys() and "normalize.mean" in frozen and "net.fc.weight" in frozen
+    student.load_frozen(frozen)
     x = to_unit_float(torch.from_numpy(cache.array("input")[:16]))
     with torch.no_grad():
-        b0 = student.stem(x)
-        assert torch.equal(b0, teacher.stem(x))
-        b1 = teacher.sections[0](b0)
+        b0 = student.stem_output(x)
+        assert torch.equal(b0, teacher.stem_output(x))
+        b1 = teacher.run_section(1, b0)
         b3 = torch.from_numpy(cache.array("boundary/3")[:16]).float()
-        logits = student.head(b3)
+        logits = student.net.fc(torch.flatten(student.net.avgpool(b3), 1))  # the frozen head on the cached b3
     np.testing.assert_allclose(cache.array("boundary/1")[:16].astype(np.float32), b1.numpy(), rtol=ROUNDED, atol=2e-3)
     np.testing.assert_allclose(cache.array("logits")[:16], logits.numpy(), rtol=1e-2, atol=1e-2)
 
@@ -112,12 +114,15 @@ def test_manifest_describes_the_cache(cache_path: Path, teacher_path: Path, tiny
     m = open_cache(str(cache_path)).manifest
     teacher, _ = load_model(teacher_path)
     images = load_images(tiny_cfg.data, "train")
-    assert m["format"] == "litcache-cache" and m["format_version"] == 1
+    assert m["format"] == "litcache-cache" and m["format_version"] == 2
     assert m["complete"] is True
-    assert m["teacher"]["arch"] == "resnet8"
+    assert m["teacher"]["model"] == teacher.spec and m["teacher"]["model"]["name"] == "resnet8"
     assert m["teacher"]["fingerprint"] == fingerprint_state(teacher.state_dict())
-    assert m["teacher"]["sections"] == ["s1", "s2", "s3"]
+    assert m["teacher"]["sections"] == ["layer1", "layer2", "layer3"]
     assert m["teacher"]["boundary_shapes"] == [[16, 32, 32], [16, 32, 32], [32, 16, 16], [64, 8, 8]]
+    # b0 (16x32x32 float16, 32 KB) is bigger than the input (3x32x32 uint8): recomputed by the frozen stem
+    assert m["teacher"]["b0"] == "recomputed" and "boundary/0" not in m["progress_arrays"]
+    assert (m["teacher"]["output"], m["teacher"]["output_shape"]) == ("logits", [10])
     assert m["data"]["fingerprint"] == images.fingerprint() and m["data"]["samples"] == 64
     assert (m["views"], m["seed"], m["rows"]) == (2, 0, 128)
     assert m["transform"] == {"kind": "pad-crop-flip", "pad": 4, "flip": True, "plain_view0": False}
@@ -174,6 +179,13 @@ def test_resuming_a_complete_cache_writes_nothing(cache_copy: Path, tiny_cfg: Pi
         (["extract.seed=1"], None, "seed: cache has 0, this run has 1"),
         (["data.flip=false"], None, "transform"),
         (["store.dtype=float32"], None, "store"),
+        (["store.codec=zstd"], None, "'codec': 'zstd'"),
+        (["extract.channels_last=false"], None, "compute: cache has {'device': 'cpu', 'channels_last': True"),
+        (
+            ["extract.batch_size=32"],
+            None,
+            "'batch_size': 64}, this run has {'device': 'cpu', 'channels_last': True, 'batch_size': 32}",
+        ),
         ([], 32, "data"),
     ],
 )
@@ -300,7 +312,7 @@ def test_float16_overflow_says_to_use_float32(
 ) -> None:
     teacher, _ = load_model(teacher_path)
     with torch.no_grad():
-        teacher.stem[1].weight.mul_(1e6)  # stem activations far beyond float16's 65504
+        teacher.net.conv1.weight.mul_(1e6)  # stem activations far beyond float16's 65504
     loud = tmp_path / "loud.pt"
     save_model(teacher, loud)
     with pytest.raises(CacheError, match="store.dtype=float32") as exc:
@@ -372,3 +384,85 @@ def test_a_rounding_writer_checksums_what_it_stores_without_reading_back(
     assert writer.verify([0]) == []  # the record's checksums are of the rounded, stored values
     stats = zarr.open_group(str(out))["progress/stats"][0]
     assert stats[0, 2] == np.abs(stored.astype(np.float64)).max()
+
+
+@pytest.mark.parametrize(
+    ("poison", "dtype", "message"),
+    [
+        ("net.layer2.0.conv1.weight", "float16", r"boundary 2 \(rows 0\.\.\d+, unit 0\) holds NaN"),
+        ("net.layer2.0.conv1.weight", "float32", r"boundary 2 \(rows 0\.\.\d+, unit 0\) holds NaN"),
+        ("net.fc.bias", "float16", r"logits \(rows 0\.\.15, unit 0\) holds Inf"),
+    ],
+)
+def test_nan_and_inf_from_the_teacher_are_refused(
+    make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path, poison: str, dtype: str, message: str
+) -> None:
+    teacher, _ = load_model(teacher_path)
+    with torch.no_grad():
+        teacher.state_dict()[poison].view(-1)[0] = float("nan") if "conv" in poison else float("inf")
+    broken = tmp_path / "broken.pt"
+    save_model(teacher, broken)
+    out = tmp_path / "c.zarr"
+    with pytest.raises(CacheError, match=message + " values: the checkpoint is broken or the teacher diverged"):
+        extract(make_cfg(f"store.dtype={dtype}"), str(broken), str(out), limit=16, show_progress=False)
+    assert not open_cache(str(out), writable=True).done_units().any()  # nothing vouched for
+
+
+def test_resume_refuses_a_cache_written_by_another_litcache_version(
+    tiny_cfg: PipelineConfig, teacher_path: Path, partial_cache: Path
+) -> None:
+    group = zarr.open_group(str(partial_cache), mode="r+")
+    group.attrs["litcache"] = {**group.attrs["litcache"], "litcache_version": "0.0.9"}
+    with pytest.raises(CacheError, match="litcache version: the cache was written by 0.0.9, this is 0.1.0"):
+        extract(tiny_cfg, str(teacher_path), str(partial_cache), resume=True, show_progress=False)
+    assert open_cache(str(partial_cache), writable=True).manifest["litcache_version"] == "0.0.9"  # left as it was
+
+
+class FullDisk:
+    """LocalStore.set that fails with ENOSPC once ``budget`` bytes are written (None: never)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import zarr.storage
+
+        self.budget: int | None = None
+        self.written = 0
+        real = zarr.storage.LocalStore.set
+
+        async def set(store: Any, key: str, value: Any) -> None:
+            if self.budget is not None and self.written + len(value) > self.budget:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(value)
+            await real(store, key, value)
+
+        monkeypatch.setattr(zarr.storage.LocalStore, "set", set)
+
+
+def test_a_full_disk_is_one_line_and_the_cache_resumes_once_there_is_room(
+    tiny_cfg: PipelineConfig, teacher_path: Path, cache_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from litcache.cli.main import main
+
+    disk = FullDisk(monkeypatch)
+    out = tmp_path / "c.zarr"
+    args = ["extract", "-t", str(teacher_path), "-d", tiny_cfg.data.source, "-o", str(out), "-q"]
+    disk.budget = 0  # full from the start: nothing to resume, start again
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot write the new cache's arrays" in result.output and "--overwrite" in result.output
+    disk.budget = None
+    extract(tiny_cfg, str(teacher_path), str(tmp_path / "whole.zarr"), show_progress=False)
+    whole = disk.written
+    disk.budget, disk.written = whole // 2, 0  # room for the arrays and about half of the units
+    result = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "no space left on device; what was written before is kept" in result.output and "--resume" in result.output
+    done = open_cache(str(out), writable=True).done_units()
+    assert 0 < done.sum() < len(done)  # some units made it, and say so
+    disk.budget = None  # space is back
+    assert extract(tiny_cfg, str(teacher_path), str(out), resume=True, show_progress=False)["complete"]
+    expected, got = all_arrays(cache_path), all_arrays(out)
+    assert expected.keys() == got.keys()
+    assert all(np.array_equal(expected[k], got[k]) for k in expected)  # as if the disk had never been full

@@ -13,7 +13,7 @@ from litcache.store import open_cache
 
 # shrink every stage of the quickstart pipeline to seconds on generated data
 SMALL = [
-    "teacher.arch=resnet8",
+    "teacher.model=resnet8",
     "teacher.epochs=1",
     "teacher.batch_size=32",
     "extract.views=2",
@@ -79,5 +79,6 @@ def test_one_cache_serves_several_students(data_dir: Path, teacher_path: Path, t
     assert not (out / "teacher.pt").exists()  # the given teacher is used, not retrained
     assert list(out.glob("*.zarr")) == [out / "cache.zarr"]  # one cache for both students
     assert open_cache(str(out / "cache.zarr")).complete
-    arch = {r["name"]: r["arch"] for r in results["models"]}
-    assert arch["lit-resnet14"] == "resnet14" and load_model(out / "students/resnet14/student.pt")[0].arch == "resnet14"
+    model = {r["name"]: r["model"] for r in results["models"]}
+    assert model["lit-resnet14"] == "resnet14"
+    assert load_model(out / "students/resnet14/student.pt")[0].spec["name"] == "resnet14"

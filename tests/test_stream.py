@@ -243,3 +243,25 @@ def test_a_sharded_cache_is_read_in_whole_shards_and_checked(
     with pytest.raises(CacheError, match="do not match their checksum"):
         for _ in make_stream(open_cache(str(out))).epoch(0):
             pass
+
+
+def test_a_unit_cut_by_the_edge_of_a_view_is_checked_too(stream_cache: Cache, tmp_path: Path) -> None:
+    """Rows 36..41 are one unit: 36..39 of view 0, 40..41 of view 1. Epoch 1 reads only 40..41 of it."""
+    import shutil
+
+    out = tmp_path / "cache.zarr"
+    shutil.copytree(stream_cache.url, out)
+    assert (stream_cache.rows_per_unit, stream_cache.unit_rows(6)) == (6, (36, 42))
+    assert (40, 42) in epoch_ranges(stream_cache, 1, 0)  # a range that is part of a unit
+    group = zarr.open_group(str(out), mode="r+")
+    unit = group["boundary/2"][36:42]
+    unit[4, 0, 0, 0] += 1  # row 40: view 1's, changed after the record vouched for the unit
+    group["boundary/2"][36:42] = unit
+    clean = [b for b in make_stream(open_cache(str(out))).epoch(2)]  # view 2 does not touch unit 6
+    assert clean
+    with pytest.raises(CacheError, match=r"boundary/2 rows 36\.\.41 do not match their checksum"):
+        for _ in make_stream(open_cache(str(out))).epoch(1):
+            pass
+    unchecked = make_stream(open_cache(str(out)), verify=False)  # stream.verify=false reads it as it is
+    rows = np.concatenate([b[ROW].numpy() for b in unchecked.epoch(1)])
+    assert 40 in rows

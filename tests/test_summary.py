@@ -13,9 +13,9 @@ def test_summary_sizes_and_identity(cache_path: Path) -> None:
     cache = open_cache(str(cache_path))
     s = summarize(cache)
     json.dumps(s)  # JSON-ready
-    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (1, True, 128, 64, 2)
+    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (2, True, 128, 64, 2)
     assert (s["units_written"], s["units_total"]) == (8, 8)
-    assert s["teacher"]["arch"] == "resnet8"
+    assert s["teacher"]["model"] == "resnet8" and s["teacher"]["sections"] == ["layer1", "layer2", "layer3"]
     assert s["teacher"]["fingerprint"] == cache.manifest["teacher"]["fingerprint"]
     for name, a in s["arrays"].items():
         on_disk = sum(p.stat().st_size for p in (cache_path / name).rglob("*") if p.is_file())
@@ -24,7 +24,7 @@ def test_summary_sizes_and_identity(cache_path: Path) -> None:
     assert s["arrays"]["boundary/1"]["shape"] == [128, 16, 32, 32]
     assert s["arrays"]["boundary/1"]["dtype"] == "float16"
     assert s["arrays"]["input"]["dtype"] == "uint8"
-    assert "teacher/stem/1.weight" in s["arrays"] and "teacher/head/2.weight" in s["arrays"]
+    assert "teacher/frozen/net.conv1.weight" in s["arrays"] and "teacher/frozen/net.fc.weight" in s["arrays"]
     assert s["stored_bytes"] == sum(s["arrays"][n]["stored_bytes"] for n in cache.data_arrays())
     elements = sum(int(np.prod(s["arrays"][f"boundary/{k}"]["shape"])) for k in (1, 2, 3))
     bound_bytes = sum(s["arrays"][f"boundary/{k}"]["stored_bytes"] for k in (1, 2, 3))

@@ -18,15 +18,10 @@ from litcache.cli.main import main
 from litcache.config import PipelineConfig, StreamConfig
 from litcache.data import to_unit_float
 from litcache.errors import CompatibilityError, ConfigError
+from litcache.objective import LitObjective
 from litcache.stream import CacheStream
-from litcache.train import (
-    LitObjective,
-    assemble_student,
-    build_student,
-    set_train_mode,
-    teacher_part_states,
-    train_sections,
-)
+from litcache.students import assemble_student, build_student, frozen_state
+from litcache.train import train_sections
 
 SECTIONS = ("ir/s1", "ir/s2", "ir/s3")
 # 64 rows per view / 16 = 4 steps an epoch; the same settings everywhere, so trained folders compare
@@ -121,13 +116,13 @@ def test_metrics_has_one_record_per_epoch(one_pass: dict[str, Any]) -> None:
 def test_training_changes_only_the_sections(one_pass: dict[str, Any], cache_path: Path) -> None:
     cache = open_cache(str(cache_path))
     state = torch.load(one_pass["dir"] / "train-state-all.pt", weights_only=True)["student"]
-    teacher = teacher_part_states(cache)
-    for part in ("stem", "head"):  # frozen, BatchNorm statistics included
-        for name, value in teacher[part].items():
-            assert torch.equal(state[f"{part}.{name}"], value), name
+    frozen = frozen_state(cache)
+    assert {"normalize.mean", "net.conv1.weight", "net.bn1.running_var", "net.fc.bias"} <= frozen.keys()
+    for name, value in frozen.items():  # frozen, BatchNorm statistics included
+        assert torch.equal(state[name], value), name
     fresh = build_student(cache, "resnet8", seed=0).state_dict()
-    for k in range(3):
-        name = f"sections.{k}.0.conv1.weight"
+    for k in range(1, 4):
+        name = f"net.layer{k}.0.conv1.weight"
         assert not torch.equal(state[name], fresh[name])
 
 
@@ -208,7 +203,7 @@ def test_online_and_cached_lit_give_the_same_loss(
     batch = one_batch(path)
     teacher, _ = load_model(teacher_path)
     student = build_student(open_cache(str(path)), "resnet8", seed=0)
-    set_train_mode(student)
+    student.set_train_mode()
     cached = LitObjective(student, [1, 2, 3], beta, 6.0, 0.95, 0.05)(batch)
     online = LitObjective(student, [1, 2, 3], beta, 6.0, 0.95, 0.05, teacher.eval())(batch)
     assert cached.keys() == online.keys() == {"loss", *SECTIONS} | ({"kd"} if beta else set())
@@ -227,8 +222,8 @@ def test_only_the_students_own_forward_updates_running_statistics(cache_path: Pa
     cache = open_cache(str(cache_path))
     student = build_student(cache, "resnet8", seed=0)
     reference = build_student(cache, "resnet8", seed=0)
-    set_train_mode(student)
-    set_train_mode(reference)
+    student.set_train_mode()
+    reference.set_train_mode()
     before = running_stats(student)
     LitObjective(student, [1, 2, 3], beta, 6.0, 0.95, 0.05)(batch)
     after = running_stats(student)
@@ -240,8 +235,8 @@ def test_only_the_students_own_forward_updates_running_statistics(cache_path: Pa
     else:  # IR only: each section's statistics come from the teacher's boundary, its only input
         with torch.no_grad():
             for k in (1, 2, 3):
-                source = reference.stem(to_unit_float(batch["input"])) if k == 1 else batch[f"boundary/{k - 1}"]
-                reference.sections[k - 1](source.float())
+                source = reference.stem_output(to_unit_float(batch["input"])) if k == 1 else batch[f"boundary/{k - 1}"]
+                reference.run_section(k, source.float())
         expected = running_stats(reference)
     for key in after:
         torch.testing.assert_close(after[key], expected[key], msg=key)
@@ -281,8 +276,9 @@ def test_train_kd_and_evaluate_run_without_the_teacher(orphan_cache: dict[str, P
     result = invoke("kd", "-c", cache, "-s", sections, "-o", student_path, "-q")
     assert result.exit_code == 0, result.output
     student, meta = load_model(student_path)
-    assert student.arch == "resnet8" and meta["mode"] == "lit-kd"
-    assert_same_weights(student.stem, assemble_student(open_cache(str(cache)), sections).stem)
+    assert student.spec["name"] == "resnet8" and meta["mode"] == "lit-kd"
+    frozen = frozen_state(open_cache(str(cache)))
+    assert all(torch.equal(student.state_dict()[k], v) for k, v in frozen.items())  # the KD pass trains no frozen part
 
     result = invoke("evaluate", "-m", student_path, "-d", data_dir, "--json")
     assert result.exit_code == 0, result.output
@@ -296,10 +292,10 @@ def test_kd_baselines_write_checkpoints(orphan_cache: dict[str, Path], tmp_path:
     result = invoke("kd", "-c", orphan_cache["cache"], flag, "-o", out, "-q")
     assert result.exit_code == 0, result.output
     model, meta = load_model(out)
-    assert meta["mode"] == mode and model.arch == "resnet8"
+    assert meta["mode"] == mode and model.spec["name"] == "resnet8"
     assert read_metrics(tmp_path / "baseline.pt.metrics.jsonl")[0]["mode"] == mode
-    stem = teacher_part_states(open_cache(str(orphan_cache["cache"])))["stem"]
-    assert not torch.equal(model.stem[1].weight, stem["1.weight"])  # a baseline learns its own stem
+    frozen = frozen_state(open_cache(str(orphan_cache["cache"])))
+    assert not torch.equal(model.net.conv1.weight, frozen["net.conv1.weight"])  # a baseline learns its own stem
 
 
 def test_kd_needs_sections_or_a_baseline(cache_path: Path, tmp_path: Path) -> None:
@@ -326,7 +322,10 @@ def test_a_student_that_does_not_fit_the_cache_is_refused(cache_copy: Path, tmp_
     manifest = dict(group.attrs["litcache"])
     manifest["teacher"]["boundary_shapes"][2] = [48, 16, 16]
     group.attrs["litcache"] = manifest
-    with pytest.raises(CompatibilityError, match=r"boundary 2: .*\(48, 16, 16\), student resnet8 \(32, 16, 16\)"):
+    expected = (
+        r"boundary 2 \(output of section 2: .*\): the cached teacher \(48, 16, 16\), student resnet8 \(32, 16, 16\)"
+    )
+    with pytest.raises(CompatibilityError, match=expected):
         build_student(open_cache(str(cache_copy)), "resnet8")
     result = invoke("train-sections", "-c", cache_copy, "-o", tmp_path / "out", "-q")
     assert_clean_error(result, "boundary 2")
@@ -453,7 +452,7 @@ def test_the_kd_pass_continues_the_view_counter_of_the_sections(
 
     seen.clear()  # a baseline is a run of its own: it starts at view 0
     litcache.train.train_end_to_end(
-        train_cfg, str(four_view_cache), tmp_path / "kd.pt", student_arch="resnet8", epochs=3, show_progress=False
+        train_cfg, str(four_view_cache), tmp_path / "kd.pt", student="resnet8", epochs=3, show_progress=False
     )
     assert seen == [{0}, {1}, {2}]
 
@@ -488,3 +487,17 @@ def test_a_resumed_kd_pass_reads_the_views_of_the_uninterrupted_one(
     assert seen == [{2}, {3}] and [r["view"] for r in records] == [2, 3]
     assert [m["view"] for m in read_metrics(part.with_name("part.pt.metrics.jsonl"))] == [1, 2, 3]
     assert_same_weights(load_model(part)[0], load_model(whole)[0])
+
+
+def test_resume_refuses_a_training_state_of_another_cache_or_student(
+    one_pass: dict[str, Any], train_cfg: PipelineConfig, four_view_cache: Path, cache_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sections"
+    shutil.copytree(one_pass["dir"], out)  # a finished run: its state says epoch 2 of 3, cache_path's
+    with pytest.raises(CompatibilityError, match="was trained from another cache .* resume with the cache"):
+        train_sections(train_cfg, str(four_view_cache), out, resume=True, show_progress=False)
+    with pytest.raises(CompatibilityError, match="was trained for student resnet8, this run trains resnet14"):
+        train_sections(train_cfg, str(cache_path), out, student="resnet14", resume=True, show_progress=False)
+    (out / "train-state-all.pt").write_bytes(b"not a state")
+    with pytest.raises(litcache.CheckpointError, match="truncated or corrupt"):
+        train_sections(train_cfg, str(cache_path), out, resume=True, show_progress=False)

@@ -55,7 +55,7 @@ class ImageSet:
         assert self.images is not None
         h = hashlib.sha256()
         h.update(f"{self.images.shape}".encode())
-        h.update(memoryview(np.ascontiguousarray(self.images)).cast("B"))  # the buffer itself: no copy
+        h.update(np.ascontiguousarray(self.images).data)  # the buffer itself: no copy
         h.update(self.labels.astype("<i8").tobytes())
         return "sha256:" + h.hexdigest()
 

@@ -1,0 +1,176 @@
+"""Models by name or by factory: how a pipeline's model spec becomes a :class:`SectionedModel`.
+
+A spec is a built-in ``name`` (``resnet20``, ``resnext29``, ``generator6``) or a ``factory``
+(``package.module:function``, or ``path/to/file.py:function``) called with ``kwargs``, plus the module paths of
+its ``sections``. Built-ins, and torchvision's ResNet family, know their section paths. ``num_classes`` is passed
+to any factory that takes it (unless its kwargs set it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import re
+import sys
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from litcache.errors import ConfigError
+from litcache.models.sections import SectionedModel
+
+# name pattern -> (factory, the number in the name -> kwargs or None when invalid, kwargs -> section paths)
+_STAGES3 = ["layer1", "layer2", "layer3"]
+_BUILTINS: list[tuple[re.Pattern[str], str, Callable[[int], dict[str, Any] | None], Callable[..., list[str]]]] = [
+    (
+        re.compile(r"^resnet(\d+)$"),
+        "litcache.models.resnet:cifar_resnet",
+        lambda d: {"depth": d} if d >= 8 and (d - 2) % 6 == 0 else None,
+        lambda **kw: _STAGES3,
+    ),
+    (
+        re.compile(r"^resnext(\d+)$"),
+        "litcache.models.resnext:cifar_resnext",
+        lambda d: {"depth": d} if d >= 11 and (d - 2) % 9 == 0 else None,
+        lambda **kw: _STAGES3,
+    ),
+    (
+        re.compile(r"^generator(\d+)$"),
+        "litcache.models.generator:residual_generator",
+        lambda n: {"blocks": n} if n >= 2 and n % 2 == 0 else None,
+        lambda blocks, **kw: [f"blocks.0:{blocks // 2}", f"blocks.{blocks // 2}:{blocks}"],
+    ),
+]
+BUILTIN_EXAMPLES = "resnet8 ... resnet110 (6n+2), resnext11/20/29 (9n+2), generator2/4/6 (even)"
+
+# factories whose section paths are known (torchvision's ResNet family: four stages)
+_STAGES = ["layer1", "layer2", "layer3", "layer4"]
+_KNOWN_SECTIONS = (
+    (re.compile(r"^torchvision\.models(\.resnet)?:(resnet\d+|resnext\w+|wide_resnet\w+)$"), _STAGES),
+    (re.compile(r"^litcache\.models\.zoo:torchvision_resnet$"), _STAGES),
+)
+# modules a checkpoint may name without the user's pipeline naming them too: building a model from a
+# checkpoint imports and calls its factory, and a checkpoint from elsewhere must not run code of its choosing
+TRUSTED_MODULES = ("litcache.models", "torchvision.models", "timm")
+
+
+def builtin(name: str) -> dict[str, Any] | None:
+    """The resolved spec of a built-in model name, or None."""
+    for pattern, factory, kwargs_of, sections_of in _BUILTINS:
+        m = pattern.match(name)
+        kwargs = kwargs_of(int(m[1])) if m else None
+        if kwargs is not None:
+            return {"name": name, "factory": factory, "kwargs": kwargs, "sections": list(sections_of(**kwargs))}
+    return None
+
+
+def resolve_spec(spec: Any) -> dict[str, Any]:
+    """A model spec (a ``ModelConfig``, a mapping, or a built-in name) as ``{name, factory, kwargs, sections}``."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    elif not isinstance(spec, Mapping):
+        spec = {k: getattr(spec, k) for k in ("name", "factory", "kwargs", "sections")}
+    name, factory = spec.get("name") or "", spec.get("factory") or ""
+    kwargs, sections = dict(spec.get("kwargs") or {}), list(spec.get("sections") or ())
+    if name:
+        found = builtin(name)
+        if found is None:
+            raise ConfigError(
+                f"unknown built-in model {name!r}: built-ins are {BUILTIN_EXAMPLES}; or give a factory "
+                "(package.module:function) with its section paths"
+            )
+        found["kwargs"].update(kwargs)
+        found["sections"] = sections or found["sections"]
+        return found
+    if not factory:
+        raise ConfigError("a model spec needs a built-in name or a factory (package.module:function)")
+    if not sections:
+        sections = next((list(s) for pattern, s in _KNOWN_SECTIONS if pattern.match(factory)), [])
+    if not sections:
+        raise ConfigError(
+            f"model factory {factory!r}: give the module paths of its sections in order (model sections: "
+            "[layer1, layer2, layer3], or block ranges such as [blocks.0:4, blocks.4:8, blocks.8:12])"
+        )
+    return {"name": "", "factory": factory, "kwargs": kwargs, "sections": sections}
+
+
+def describe(spec: Mapping[str, Any]) -> str:
+    """A short name for a resolved spec: the built-in name, or the factory with its kwargs."""
+    if spec.get("name"):
+        return str(spec["name"])
+    args = ", ".join(f"{k}={v!r}" for k, v in spec.get("kwargs", {}).items())
+    return f"{spec['factory']}({args})"
+
+
+def import_factory(factory: str) -> Callable[..., nn.Module]:
+    """The callable ``package.module:function`` (or ``path/to/file.py:function``) names."""
+    module_name, sep, attr = factory.rpartition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"model factory {factory!r} must look like package.module:function")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).expanduser().resolve()
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ImportError(f"no file {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules.setdefault(path.stem, module)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = " (pip install 'litcache[timm]')" if module_name.split(".")[0] == "timm" else ""
+        raise ConfigError(f"cannot import model factory module {module_name!r}{extra}: {exc}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"model factory {factory!r}: module {module_name!r} has no function {attr!r}")
+    return fn  # type: ignore[no-any-return]
+
+
+def _takes(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def build_model(
+    spec: Any,
+    num_classes: int = 10,
+    mean: Sequence[float] = (0.4914, 0.4822, 0.4465),
+    std: Sequence[float] = (0.2470, 0.2435, 0.2616),
+) -> SectionedModel:
+    """Build the model ``spec`` names (a built-in name, a ``ModelConfig`` or a resolved spec) as a sectioned model.
+
+    Inputs are float images in [0, 1], shape (N, C, H, W); the model normalises them with ``mean``/``std``.
+    """
+    resolved = resolve_spec(spec)
+    fn = import_factory(resolved["factory"])
+    kwargs = dict(resolved["kwargs"])
+    if "num_classes" not in kwargs and _takes(fn, "num_classes"):
+        kwargs["num_classes"] = num_classes
+    try:
+        net = fn(**kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"model {describe(resolved)}: the factory failed: {exc}") from exc
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"model factory {resolved['factory']!r} returned a {type(net).__name__}, not an nn.Module")
+    return SectionedModel(net, resolved["sections"], mean, std, spec={**resolved, "kwargs": kwargs})
+
+
+def check_trusted(spec: Mapping[str, Any], trusted: Collection[str], source: str) -> None:
+    """Refuse to build from ``source`` (a checkpoint) a factory outside litcache, torchvision and timm, unless the
+    user's own configuration names it (``trusted``: the factories of the pipeline's models)."""
+    factory = str(spec.get("factory", ""))
+    module = factory.rpartition(":")[0]
+    if factory in trusted or any(module == m or module.startswith(m + ".") for m in TRUSTED_MODULES):
+        return
+    raise ConfigError(
+        f"{source} names the model factory {factory!r}; litcache does not import code a checkpoint names "
+        "(it could be anyone's): name the same factory in your pipeline (teacher.model or train.student, "
+        "with --pipeline FILE or --set) to allow it"
+    )
