@@ -109,10 +109,14 @@ def main(verbose: bool) -> None:
     """Cache a teacher's intermediate representations once; train LIT students from the cache.
 
     \b
-    A whole run on the tiny pipeline (seconds on a CPU):
+    A whole run on the tiny pipeline (seconds on a CPU; `litcache run` does it in one command):
       litcache train-teacher -p tiny -d ../shared/data/cifar10 -o runs/teacher.pt
       litcache extract -p tiny --teacher runs/teacher.pt -d ../shared/data/cifar10 -o runs/cache.zarr
       litcache inspect runs/cache.zarr
+      litcache train-sections -p tiny -c runs/cache.zarr -o runs/sections
+      litcache kd -p tiny -c runs/cache.zarr -s runs/sections -o runs/student.pt
+      litcache evaluate -m runs/student.pt -d ../shared/data/cifar10
+      litcache report runs -o runs/report
     """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -302,22 +306,26 @@ def _extract_on_dask(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 @click.option("--stats", is_flag=True, help="Per-channel statistics of every boundary (dask, whole cache).")
 @click.option("--verify", is_flag=True, help="Re-read every unit and check it against its CRC-32.")
+@quiet_option
 @_handle_errors
-def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool) -> None:
+def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool, quiet: bool) -> None:
     """Summarise a cache: what was cached, how big, whether complete.
 
     \b
-    Example:  litcache inspect runs/cache.zarr --json
+    Examples:
+      litcache inspect runs/cache.zarr --json
+      litcache inspect runs/cache.zarr --verify --stats     # re-read every unit; per-channel statistics
     """
     from litcache.store import open_cache
     from litcache.summary import channel_stats, format_summary, summarize
+    from litcache.verify import verify_cache
 
     c = open_cache(cache)
     s = summarize(c)
     if stats:
-        s["channel_stats"] = channel_stats(c)
+        s["channel_stats"] = channel_stats(c, show_progress=not quiet)
     if verify:
-        s["verify_problems"] = c.verify()
+        s["verify_problems"] = verify_cache(c, show_progress=not quiet).lines()
     if as_json:
         click.echo(json.dumps(s, indent=2))
     else:
@@ -606,7 +614,103 @@ def quickstart_cmd(data: str | None, output: str, samples: int, overrides: tuple
     cfg = resolve("quickstart", overrides, data)
     results = run_pipeline(cfg, output, limit=samples, baselines=True, show_progress=not quiet)
     click.echo(format_results(results))
-    click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md).")
+    click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md); plots: litcache report {output}")
+
+
+@main.command("report")
+@click.argument("targets", nargs=-1, required=True, metavar="RUN|CACHE...")
+@click.option(
+    "--output",
+    "-o",
+    default="report",
+    show_default=True,
+    metavar="DIR",
+    help="Folder for report.md, report.json and the PNG plots.",
+)
+@click.option(
+    "--data",
+    "-d",
+    default=None,
+    metavar="SOURCE",
+    help="Evaluate the checkpoints that no results.json scored on this data's test split (as `litcache evaluate`).",
+)
+@click.option(
+    "--test-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --data: evaluate on the first N test samples only.",
+)
+@click.option(
+    "--sample-units",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    metavar="N",
+    help="Units of each cache read for its boundary statistics (one at a time; never the whole cache).",
+)
+@click.option(
+    "--input-shape",
+    default=None,
+    metavar="C,H,W",
+    help="Input shape for counting MACs. Default: the cache's input shape (3,32,32 without a cache).",
+)
+@pipeline_options
+@quiet_option
+@_handle_errors
+def report_cmd(
+    targets: tuple[str, ...],
+    output: str,
+    data: str | None,
+    test_limit: int | None,
+    sample_units: int,
+    input_shape: str | None,
+    pipeline: str,
+    overrides: tuple[str, ...],
+    quiet: bool,
+) -> None:
+    """Plots and a markdown summary of runs (folders of `run`, `quickstart` or the separate commands, metrics
+    files, checkpoints) and caches: losses and learning rate per epoch, model sizes (parameters, MACs),
+    compression, test scores, seconds per stage, cache size and per-boundary statistics. Needs matplotlib
+    (pip install 'litcache[report]'). The pipeline (-p, --set) names your own model factories and, with
+    --data, the evaluation settings.
+
+    \b
+    Examples:
+      litcache report runs/quickstart -o report/
+      litcache report runs/cached-lit runs/online-lit -o report/   # several runs on one plot
+      litcache report runs/cache.zarr -o report/cache               # a cache's boundary statistics
+      litcache report runs/sections runs/student.pt runs/cache.zarr -d ../shared/data/cifar10 -o report/
+    """
+    from litcache.report import build_report
+
+    shape = None
+    if input_shape is not None:
+        try:
+            shape = tuple(int(d) for d in input_shape.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected C,H,W such as 3,32,32, got {input_shape!r}") from None
+    cfg = resolve(pipeline, overrides, data)
+    evaluate = None
+    if data is not None:
+        from litcache.supervised import evaluate_checkpoint
+
+        def evaluate(path: str) -> dict[str, Any]:
+            return evaluate_checkpoint(path, cfg, test_limit)
+
+    report = build_report(
+        targets,
+        output,
+        evaluate=evaluate,
+        trusted=cfg.factories(),
+        sample_units=sample_units,
+        input_shape=shape,
+        show_progress=not quiet,
+    )
+    click.echo(
+        f"{output}/report.md: {len(report['models'])} models, {len(report['stages'])} training logs, "
+        f"{len(report['caches'])} caches, {len(report['plots']) + len(report['caches'])} plots"
+    )
 
 
 @main.command("evaluate")

@@ -274,6 +274,18 @@ class KDConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """What training reports besides ``metrics.jsonl`` (see :mod:`litcache.monitor`)."""
+
+    tensorboard: bool = True  # TensorBoard event files beside metrics.jsonl, when the tensorboard package is installed
+    # loss parts and learning rate every N steps (each reading waits for the device once); 0 = per epoch only
+    every_steps: int = 50
+
+    def __post_init__(self) -> None:
+        _check(self.every_steps >= 0, f"log.every_steps must be >= 0 (0 = per epoch only), got {self.every_steps}")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     """Everything one LIT run needs, stage by stage."""
 
@@ -287,6 +299,7 @@ class PipelineConfig:
     stream: StreamConfig = field(default_factory=StreamConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     kd: KDConfig = field(default_factory=KDConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return cast(dict[str, Any], _to_plain(self))

@@ -29,3 +29,11 @@ class CacheError(LitcacheError):
 
 class CheckpointError(LitcacheError):
     """A checkpoint cannot be read or does not hold what was asked for."""
+
+
+class MissingExtraError(LitcacheError):
+    """A feature needs an optional dependency that is not installed; the message names the extra to install."""
+
+
+class ReportError(LitcacheError):
+    """A path given to ``litcache report`` is not a run, a cache, a metrics file or a checkpoint."""

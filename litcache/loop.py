@@ -11,6 +11,7 @@ import torch
 from litcache.data import ImageSet, eval_batches, to_unit_float
 from litcache.metrics import psnr, ssim
 from litcache.models import SectionedModel
+from litcache.monitor import Monitor
 from litcache.progress import progress_bar
 
 StepFn = Callable[[Any], dict[str, torch.Tensor]]
@@ -26,10 +27,13 @@ def train_one_epoch(
     total: int | None = None,
     desc: str = "train",
     show_progress: bool = True,
+    monitor: Monitor | None = None,
+    first_step: int = 0,
 ) -> dict[str, float]:
     """One pass over ``loader``; ``step_fn(batch)`` returns ``{"loss": total, **parts}``.
 
     Returns the mean of every part over the epoch (weighted by batch size), ``samples`` and ``samples_per_s``.
+    ``monitor`` sees every step's parts and learning rate, numbered from ``first_step``.
     """
     sums: dict[str, torch.Tensor] = {}  # on the device: reading a loss every step would sync a GPU every step
     seen = 0
@@ -39,8 +43,11 @@ def train_one_epoch(
             parts = step_fn(batch)
             optimizer.zero_grad(set_to_none=True)
             parts["loss"].backward()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses (the scheduler moves it next)
             optimizer.step()
             scheduler.step()
+            if monitor is not None:
+                monitor.on_step(first_step + step, parts, lr)
             n = len(batch[0]) if isinstance(batch, (tuple, list)) else len(next(iter(batch.values())))
             seen += n
             for k, v in parts.items():

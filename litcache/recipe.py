@@ -30,6 +30,7 @@ ARTIFACTS = {
     "students/<name>/student.pt": "the finished LIT student after the KD pass: a standalone checkpoint",
     "baselines/scratch-<name>.pt": "the same student trained from scratch on the labels (or ground truth), same budget",
     "results.json": "every model's accuracy (PSNR and SSIM for image models), parameters, compression, wall time",
+    "*.tensorboard/, */tensorboard/": "TensorBoard event files of each training stage (when tensorboard is installed)",
 }
 
 
@@ -74,7 +75,7 @@ def run_pipeline(
         metrics = {k: result[k] for k in METRICS if k in result}
         rows.append(
             {"name": name, "model": result["model"], "checkpoint": path, **metrics, "params": result["params"]}
-            | {"seconds": wall}
+            | {"seconds": wall, "test_samples": result["samples"], "data": result["data"]}
         )
 
     evaluate_row("teacher", teacher_path, seconds)
@@ -131,7 +132,8 @@ def run_pipeline(
     (out / "README.md").write_text(
         f"# litcache run: pipeline `{cfg.name}`\n\n"
         + "\n".join(f"- `{name}`: {what}" for name, what in ARTIFACTS.items())
-        + "\n\nRe-evaluate any model: `litcache evaluate -m <checkpoint> -d <data>`.\n"
+        + "\n\nRe-evaluate any model: `litcache evaluate -m <checkpoint> -d <data>`. Plots and a summary: "
+        + f"`litcache report {out} -o {out / 'report'}`.\n"
     )
     return results
 

@@ -383,7 +383,8 @@ class Cache:
         problems = []
         for u in units if units is not None else range(self.num_units):
             if record[u, 0] != 1:
-                problems.append(f"unit {u}: not written")
+                s, e = self.unit_rows(u)
+                problems.append(f"unit {u} (rows {s}..{e - 1}): not written")
                 continue
             s, e = self.unit_rows(u)
             for j, name in enumerate(names):

@@ -99,17 +99,29 @@ def _gather(parts: list[Batch], idx: np.ndarray) -> Batch:
     return out
 
 
-def shuffle_batches(bufsize: int, batch_size: int, seed: int, epoch: int) -> Callable[..., Any]:
+def split_by_rank(rank: int, world: int) -> Callable[..., Any]:
+    """Stage: every ``world``-th item from ``rank`` on (``wds.split_by_node`` with a rank given, not looked up)."""
+
+    def stage(src: Iterable[Any]) -> Iterator[Any]:
+        yield from itertools.islice(src, rank, None, world)
+
+    return stage
+
+
+def shuffle_batches(
+    bufsize: int, batch_size: int, seed: int, epoch: int, rank: int | None = None
+) -> Callable[..., Any]:
     """Stage: hold at least ``bufsize`` rows, permute them, emit full batches; the tail at the end.
 
-    The permutation is seeded from (seed, epoch, rank, worker), so a run is reproducible and epochs differ.
+    The permutation is seeded from (seed, epoch, rank, worker), so a run is reproducible and epochs differ;
+    ``rank`` defaults to what torchrun or ``torch.distributed`` says.
     Each batch is gathered from the held chunks directly: one copy of each row, and no buffer-sized arrays
     (fresh memory is slow to touch, and the buffer is tens of MB).
     """
 
     def stage(src: Iterable[Batch]) -> Iterator[Batch]:
-        rank, _, worker, _ = wds.utils.pytorch_worker_info()
-        rng = np.random.default_rng([seed, epoch, rank, worker])
+        found, _, worker, _ = wds.utils.pytorch_worker_info()
+        rng = np.random.default_rng([seed, epoch, found if rank is None else rank, worker])
         pending: list[Batch] = []
         held = 0
         for chunk in itertools.chain(src, [None]):
@@ -160,7 +172,8 @@ def rebatch(batches: Iterable[dict[str, torch.Tensor]], batch_size: int) -> Iter
 class CacheStream:
     """Batches of chosen cache arrays, epoch by epoch, for one rank.
 
-    ``rank``/``world`` default to what torchrun or ``torch.distributed`` says (``RANK``/``WORLD_SIZE``).
+    ``rank``/``world`` default to what torchrun or ``torch.distributed`` says (``RANK``/``WORLD_SIZE``); give
+    both to read one rank's share without either (a framework that launches its own processes, a test).
     """
 
     def __init__(
@@ -171,7 +184,11 @@ class CacheStream:
         *,
         pin_memory: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        rank: int | None = None,
+        world: int | None = None,
     ) -> None:
+        if (rank is None) != (world is None) or (rank is not None and world is not None and not 0 <= rank < world):
+            raise ValueError(f"give both rank and world, with 0 <= rank < world; got rank={rank}, world={world}")
         missing = [n for n in arrays if n not in cache.data_arrays()]
         if missing:
             raise CacheError(f"cache {cache.url} has no arrays {missing}; it holds {cache.data_arrays()}")
@@ -181,8 +198,12 @@ class CacheStream:
         self.cfg = cfg
         self.pin_memory = pin_memory
         self.storage_options = storage_options
+        self._rank_world = None if rank is None or world is None else (rank, world)
 
     def world(self) -> tuple[int, int]:
+        """This stream's (rank, world size)."""
+        if self._rank_world is not None:
+            return self._rank_world
         rank, world, _, _ = wds.utils.pytorch_worker_info()
         return rank, world
 
@@ -200,12 +221,15 @@ class CacheStream:
 
     def pipeline(self, epoch: int) -> wds.DataPipeline:
         descriptors = [{"start": s, "stop": e} for s, e in epoch_ranges(self.cache, epoch, self.cfg.seed)]
+        given = self._rank_world
         return wds.DataPipeline(
             lambda: iter(descriptors),
-            wds.split_by_node,
+            wds.split_by_node if given is None else split_by_rank(*given),
             wds.split_by_worker,
             self.read_stage(),
-            shuffle_batches(self.cfg.shuffle_buffer, self.cfg.batch_size, self.cfg.seed, epoch),
+            shuffle_batches(
+                self.cfg.shuffle_buffer, self.cfg.batch_size, self.cfg.seed, epoch, None if given is None else given[0]
+            ),
             to_tensors,
         )
 

@@ -1,4 +1,4 @@
-"""What a cache holds: the summary behind ``litcache inspect``, and per-channel statistics with dask."""
+"""What a cache holds: the summary behind ``litcache inspect``, per-channel statistics with dask, verification."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from litcache.models import describe
+from litcache.progress import progress_bar
 from litcache.store import Cache
 
 
@@ -59,7 +60,23 @@ def _all_arrays(cache: Cache) -> list[tuple[str, Any]]:
     return [(path, node) for path, node in cache.group.members(max_depth=None) if isinstance(node, zarr.Array)]
 
 
-def channel_stats(cache: Cache, scheduler: str = "threads") -> dict[str, dict[str, list[float]]]:
+def _dask_progress(bar: Any) -> Any:
+    """A dask callback that advances ``bar`` by one per finished task (dask's own bar prints to stdout)."""
+    from dask.callbacks import Callback
+
+    class Progress(Callback):  # type: ignore[misc]
+        def _start_state(self, dsk: Any, state: Any) -> None:
+            bar.reset(total=len(state["finished"]) + sum(len(state[k]) for k in ("ready", "waiting", "running")))
+
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            bar.update(1)
+
+    return Progress()
+
+
+def channel_stats(
+    cache: Cache, scheduler: str = "threads", show_progress: bool = False
+) -> dict[str, dict[str, list[float]]]:
     """Per-channel mean, std, min and max of every boundary over the whole cache, computed with dask."""
     import dask
     import dask.array as da
@@ -71,9 +88,13 @@ def channel_stats(cache: Cache, scheduler: str = "threads") -> dict[str, dict[st
         arr = cache.array(name)
         x = da.from_zarr(arr, chunks=arr.chunks).astype(np.float64)
         axes = (0, *range(2, x.ndim))
-        mean, std, lo, hi = dask.compute(
-            x.mean(axis=axes), x.std(axis=axes), x.min(axis=axes), x.max(axis=axes), scheduler=scheduler
-        )
+        with (
+            progress_bar(total=0, desc=f"stats {name}", unit="task", enabled=show_progress) as bar,
+            _dask_progress(bar),
+        ):
+            mean, std, lo, hi = dask.compute(
+                x.mean(axis=axes), x.std(axis=axes), x.min(axis=axes), x.max(axis=axes), scheduler=scheduler
+            )
         out[name] = {"mean": mean.tolist(), "std": std.tolist(), "min": lo.tolist(), "max": hi.tolist()}
     return out
 

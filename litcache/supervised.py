@@ -18,6 +18,7 @@ from litcache.data import ImageSet, iter_views, load_images, to_unit_float
 from litcache.extract import resolve_device
 from litcache.loop import evaluate, train_one_epoch
 from litcache.models import build_model, describe, probe
+from litcache.monitor import open_monitor
 from litcache.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def train_teacher(
 
     A classifier learns the labels (cross-entropy); an image-to-image model its ground truth, the input view
     itself (L1; the built-in generators see it in grey). Writes ``<out>.config.yaml`` (the resolved config) and
-    ``<out>.metrics.jsonl`` beside it.
+    ``<out>.metrics.jsonl`` beside it (and TensorBoard event files in ``<out>.tensorboard/``).
     """
     tc = cfg.teacher
     epochs = epochs or tc.epochs
@@ -62,6 +63,7 @@ def train_teacher(
     save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
     metrics_path = out.with_name(out.name + ".metrics.jsonl")
     metrics_path.write_text("")
+    monitor = open_monitor(cfg.log, out.with_name(out.name + ".tensorboard"))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y = batch
@@ -83,11 +85,18 @@ def train_teacher(
                 total=steps_per_epoch,
                 desc=f"teacher {epoch + 1}/{epochs}",
                 show_progress=show_progress,
+                monitor=monitor,
+                first_step=epoch * steps_per_epoch,
             ),
         }
+        record["lr"] = float(scheduler.get_last_lr()[0])
         with metrics_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        if monitor is not None:
+            monitor.on_epoch(epoch, record)
         log.info("teacher epoch %d: loss %.4f", epoch, record["loss"])
+    if monitor is not None:
+        monitor.close()
     save_model(model, out, epochs=epochs, samples=len(images), data=images.identity)
     return record
 

@@ -30,6 +30,7 @@ from litcache.errors import CheckpointError, CompatibilityError, ConfigError
 from litcache.extract import resolve_device
 from litcache.loop import train_one_epoch
 from litcache.models import SectionedModel, check_compatible, describe, probe_boundaries
+from litcache.monitor import Monitor, monitored
 from litcache.objective import LitObjective
 from litcache.optim import build_optimizer, build_scheduler
 from litcache.store import Cache, open_cache
@@ -57,15 +58,17 @@ def _fit(
     desc: str,
     show_progress: bool,
     first_epoch: int = 0,
+    monitor: Monitor | None = None,
 ) -> list[dict[str, Any]]:
     """The epoch loop with a resumable training state, shared by every mode.
 
     Epoch e of this stage is epoch ``first_epoch + e`` of the run: the stream reads that epoch's view and order,
     so a stage that follows another (the KD pass after the sections) reads the views the first one did not.
+    ``monitor`` (main process only) sees every step and every epoch record.
     """
-    run_epochs = range(first_epoch, first_epoch + epochs)
+    batches = [stream.num_batches(e) for e in range(first_epoch, first_epoch + epochs)]  # per epoch of the stage
     optimizer = build_optimizer(trainable, opt_cfg.lr, opt_cfg.momentum, opt_cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, opt_cfg.schedule, sum(stream.num_batches(e) for e in run_epochs))
+    scheduler = build_scheduler(optimizer, opt_cfg.schedule, sum(batches))
     # what a training state must match to be resumed: the cache it learned from, the student, the schedule
     identity = {
         "cache": cache_identity(stream.cache),
@@ -95,9 +98,11 @@ def _fit(
             optimizer,
             scheduler,
             stream.epoch(run_epoch),
-            total=stream.num_batches(run_epoch),
+            total=batches[epoch],
             desc=f"{desc} {epoch + 1}/{epochs}",
             show_progress=show_progress,
+            monitor=monitor,
+            first_step=sum(batches[:epoch]),
         )
         lr = float(scheduler.get_last_lr()[0])
         rec = {"epoch": epoch, "run_epoch": run_epoch, "view": stream.view(run_epoch), **rec, "lr": lr}
@@ -105,6 +110,8 @@ def _fit(
         if not is_main_process():
             continue
         on_epoch(rec)
+        if monitor is not None:
+            monitor.on_epoch(run_epoch, rec)
         atomic_torch_save(
             {
                 **identity,
@@ -206,7 +213,8 @@ def train_sections(
 
     ``student`` (a model spec or built-in name) defaults to ``train.student``. All sections train in one pass
     unless ``section`` picks one. ``teacher_path`` switches to online LIT (targets computed by the teacher in
-    memory, for the baseline). Writes ``section-sK.pt`` per section, ``metrics.jsonl`` and ``config.yaml``.
+    memory, for the baseline). Writes ``section-sK.pt`` per section, ``metrics.jsonl`` and ``config.yaml``
+    (and TensorBoard event files in ``tensorboard/all`` or ``tensorboard/sK``, see :mod:`litcache.monitor`).
     """
     tc = cfg.train
     spec = student or tc.student
@@ -247,19 +255,23 @@ def train_sections(
             path = section_file(out, k)
             save_section(model, k, path, cache, epochs=rec["epoch"] + 1, next_epoch=rec["run_epoch"] + 1)
 
-    return _fit(
-        objective,
-        stream,
-        trainable,
-        tc,
-        epochs,
-        device,
-        out / f"train-state-{tag}.pt",
-        resume,
-        on_epoch,
-        "sections" if section is None else f"section {section}",
-        show_progress,
-    )
+    with monitored(
+        cfg.log, out / "tensorboard" / tag, is_main_process(), fresh=not resume
+    ) as monitor:  # one folder per process: --section K side by side
+        return _fit(
+            objective,
+            stream,
+            trainable,
+            tc,
+            epochs,
+            device,
+            out / f"train-state-{tag}.pt",
+            resume,
+            on_epoch,
+            "sections" if section is None else f"section {section}",
+            show_progress,
+            monitor=monitor,
+        )
 
 
 def train_end_to_end(
@@ -281,7 +293,7 @@ def train_end_to_end(
     LIT student's sections; the KD pass takes them from ``cfg.kd``. The KD pass continues the run's view counter
     where the sections' training stopped (after N section epochs it reads views N, N+1, ...); a baseline starts
     at view 0. Writes a standalone checkpoint ``out`` (architecture + weights, usable without the cache) and
-    ``out.metrics.jsonl`` beside it.
+    ``out.metrics.jsonl`` beside it (and TensorBoard event files in ``out.tensorboard/``).
     """
     kc = cfg.kd
     epochs = epochs or kc.epochs
@@ -305,20 +317,23 @@ def train_end_to_end(
         metrics.unlink()
     # the KD pass fine-tunes trained sections (kd.lr); a baseline learns from scratch with the students' train.lr
     opt_cfg = kc if sections_dir is not None else cfg.train
-    records = _fit(
-        objective,
-        stream,
-        trainable,
-        opt_cfg,
-        epochs,
-        device,
-        out.with_name(out.name + ".train-state.pt"),
-        resume,
-        lambda rec: _append_jsonl(metrics, {"mode": mode, **rec}),
-        mode,
-        show_progress,
-        first_epoch,
-    )
+    tensorboard = out.with_name(out.name + ".tensorboard")
+    with monitored(cfg.log, tensorboard, is_main_process(), fresh=not resume) as monitor:
+        records = _fit(
+            objective,
+            stream,
+            trainable,
+            opt_cfg,
+            epochs,
+            device,
+            out.with_name(out.name + ".train-state.pt"),
+            resume,
+            lambda rec: _append_jsonl(metrics, {"mode": mode, **rec}),
+            mode,
+            show_progress,
+            first_epoch,
+            monitor,
+        )
     if is_main_process():
         save_model(model.cpu(), out, mode=mode, epochs=epochs, cache=cache_identity(cache))
     return records

@@ -67,7 +67,7 @@ def test_extract_max_units_then_resume(data_dir: Path, teacher_path: Path, tmp_p
     result = ok("extract", "-t", teacher_path, "-d", data_dir, "-o", cache, "--max-units", "2", "-q")
     assert "INCOMPLETE" in result.stdout and "--resume" in result.stdout
     result = run("inspect", cache, "--verify")
-    assert result.exit_code == 1 and "unit 2: not written" in result.stdout
+    assert result.exit_code == 1 and "unit 2 (rows 32..47): not written" in result.stdout
     assert "INCOMPLETE (2/8 units)" in run("inspect", cache).stdout
     assert_clean_error(
         run("extract", "-t", teacher_path, "-d", data_dir, "-o", cache, "-q"), 1, "--resume", "--overwrite"
