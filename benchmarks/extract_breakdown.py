@@ -111,7 +111,11 @@ def main() -> None:
     args = ap.parse_args()
     if not Path(args.teacher).is_file():
         sys.exit(f"no teacher at {args.teacher}: pass --teacher (a ResNet-20 trained on CIFAR-10)")
-    base = [f'data.source="{DATA}"', "extract.views=2"]
+    base = [
+        f'data.source="{DATA}"',
+        "extract.views=2",
+        "data.in_memory=true",
+    ]  # as before: decoded once, outside the timings
     cfg = load_pipeline("cifar10-resnet20-resnet8", base)
     out = WORK / "breakdown.zarr"
     n = args.images

@@ -12,6 +12,7 @@ run alternately (A B A B ...) and each figure is the median over its repeats. Se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -48,7 +49,7 @@ from litcache.config import (
     TrainConfig,
     load_pipeline,
 )
-from litcache.data import ImageSet, load_images, make_views, to_unit_float
+from litcache.data import ImageSet, build_index, find_files, forget_opened, load_images, make_views, to_unit_float
 from litcache.extract import extract, resolve_device
 from litcache.loop import evaluate
 from litcache.models import build_model, describe
@@ -103,6 +104,10 @@ def plan(mode: str, t_row: float) -> dict[str, int]:
         consume_batches=rows(3.0 * k, 128 * 2.5 * t_row, 1, 3, 20 if quick else 50),  # after a warm-up step
         codec_reps=3 if quick else 5,
         test_images=rows(1.0 * k, t_row, 250, 250, 2000 if quick else 10000),  # the real teacher's accuracy
+        # stream_vs_memory: whole extract() calls of >= 1,024 images (several seconds each), 5 pairs: a 5 % target
+        # needs more than the load's noise allows with 3 pairs of short calls
+        data_images=rows(6.0 * k, views * t_row, 256, 1024, 4096 if quick else 8192),
+        data_reps=5,
         teacher_images=2000 if quick else 5000,  # a real teacher trained here when none is at hand
         teacher_epochs=1 if quick else 3,
     )
@@ -129,6 +134,7 @@ TARGETS = {
     "stream_vs_consumption": (">=", 3.0),
     "cached_vs_online_epoch": ("<=", 0.6),
     "students_cost_ratio": ("<=", 0.6),
+    "stream_vs_memory": ("<=", 1.05),
 }
 # model_teachers: other kinds of teacher beside the ResNet-20 row, (spec, teacher.* overrides for a short training)
 VIT = {"model_name": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 4}
@@ -164,6 +170,16 @@ def cached_load_images(cfg: DataConfig, split: str = "train", limit: int | None 
 
 
 litcache.extract.load_images = cached_load_images  # extract() calls it once per run, before its timed loop
+
+
+@contextlib.contextmanager
+def unmemoised_loading() -> Any:
+    """extract() opens its data itself, as a user's run does (stream_vs_memory times the opening too)."""
+    litcache.extract.load_images = load_images
+    try:
+        yield
+    finally:
+        litcache.extract.load_images = cached_load_images
 
 
 def cpu_seconds() -> float:
@@ -358,7 +374,8 @@ class Bench:
         self.size = plan(self.mode, self.t_row)
         self.work = WORK / "run"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.data = DataConfig(source=str(args.data), num_classes=10)
+        # the keys before stream_vs_memory measure the in-memory path (decoded once, outside their timings)
+        self.data = DataConfig(source=str(args.data), num_classes=10, in_memory=True, index_dir=str(WORK / "index"))
         self.cfg = PipelineConfig(
             data=self.data,
             teacher=TeacherConfig(model=PADDED),  # names the padded teacher's factory, so its checkpoint may build it
@@ -694,9 +711,14 @@ class Bench:
     def big_teacher(self) -> str:
         """ResNet-110 with random convolutions and PAD_MB of unused buffer in a section (a heavy teacher, the same
         boundaries); BN statistics from 64 real images keep float16 in range."""
-        path = self.work / "teacher-resnet110-random.pt"
         torch.manual_seed(0)
         model = build_model(PADDED, 10, self.data.mean, self.data.std)
+        note = f"random weights, {PAD_MB} MB unused buffer; BN stats from 64 images"
+        return self.calibrated(model, "teacher-resnet110-random.pt", note)
+
+    def calibrated(self, model: Any, name: str, note: str) -> str:
+        """``model`` (random weights) saved under ``name`` with BN statistics from 64 real images."""
+        path = self.work / name
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.momentum = None  # cumulative average over the calibration batch
@@ -704,8 +726,63 @@ class Bench:
         x = make_views(self.images, self.data, 0, np.arange(64), np.zeros(64, dtype=np.int64))
         with torch.no_grad():
             model(to_unit_float(x))
-        save_model(model.eval(), path, note=f"random weights, {PAD_MB} MB unused buffer; BN stats from 64 images")
+        save_model(model.eval(), path, note=note)
         return str(path)
+
+    def bench_data(self) -> None:
+        """stream_vs_memory: extract() from the shards, streamed ÷ the in-memory path, whole calls, ABAB."""
+        torch.manual_seed(0)
+        model = build_model("resnet20", 10, self.data.mean, self.data.std)
+        teacher = self.calibrated(model, "teacher-resnet20-random.pt", "random weights; BN stats from 64 images")
+        n, reps = self.size["data_images"], self.size["data_reps"]
+        memory = self.cfg
+        streamed = self.cfg.replace(data=dataclasses.replace(self.data, in_memory=False))
+        started = time.perf_counter()
+        index = build_index(find_files(streamed.data, "train"))  # the one-off pass, timed for the record
+        index_seconds = time.perf_counter() - started
+        load_images(streamed.data, "train")  # keeps the index in index_dir, as a first run would
+        out = self.work / "data.zarr"
+        runs: dict[str, list[dict[str, Any]]] = {"streamed": [], "in_memory": []}
+        with unmemoised_loading():
+            for cfg in (streamed, memory):  # warm-up: page cache, threads
+                forget_opened()
+                timed_extract(cfg, teacher, out, n, max_units=1)
+            for r in range(reps):
+                for kind, cfg in (("streamed", streamed), ("in_memory", memory)):
+                    forget_opened()  # the in-memory call decodes its images, as a user's run does
+                    runs[kind].append(timed_extract(cfg, teacher, out, n))
+                log(
+                    f"data rep {r + 1}/{reps}: streamed {runs['streamed'][-1]['call_seconds']:.2f}s, "
+                    f"in memory {runs['in_memory'][-1]['call_seconds']:.2f}s"
+                )
+        rmtree(out)
+        forget_opened()
+        call = {k: [x["call_seconds"] for x in v] for k, v in runs.items()}
+        loop = {k: [x["seconds"] for x in v] for k, v in runs.items()}
+        cpu = {k: [x["call_cpu_seconds"] for x in v] for k, v in runs.items()}
+        self.results["stream_vs_memory"] = result(
+            "stream_vs_memory",
+            median(call["streamed"]) / median(call["in_memory"]),
+            call_seconds=call,
+            loop_seconds=loop,
+            loop_ratio=median(loop["streamed"]) / median(loop["in_memory"]),
+            call_cpu_seconds=cpu,
+            cpu_ratio=median(cpu["streamed"]) / median(cpu["in_memory"]),
+            pairwise_ratios=[a / b for a, b in zip(call["streamed"], call["in_memory"], strict=True)],
+            index_build_seconds=index_seconds,
+            index_samples=len(index),
+            images=n,
+            views=self.cfg.extract.views,
+            rows=n * self.cfg.extract.views,
+            decoding_threads=self.data.workers,
+            teacher="resnet20 (random weights, BN statistics from 64 real images)",
+            device=self.device,
+            note="whole extract() calls from the real CIFAR-10 shards, alternating: streamed (decodes each row's "
+            "sample in its unit, data.workers threads ahead of the teacher) vs data.in_memory=true (decodes the "
+            "n images into one array first, also with data.workers threads, then views from memory); the sample "
+            "index is built once before (index_build_seconds: one pass over all 50,000 training images) and read "
+            "from its sidecar by both; loop = extract's timed loop only (the in-memory decoding is outside it)",
+        )
 
     def bench_lit(self) -> None:
         """cached_vs_online_epoch, students_cost_ratio and teacher_free_memory (ResNet-110 -> ResNet-20)."""
@@ -937,6 +1014,7 @@ def print_table(results: dict[str, Any]) -> None:
         "cached_vs_online_epoch",
         "students_cost_ratio",
         "teacher_free_memory",
+        "stream_vs_memory",
     ):
         if key in results:
             r = results[key]
@@ -958,7 +1036,7 @@ def print_table(results: dict[str, Any]) -> None:
             )
 
 
-STAGES = ("extract", "codecs", "stream", "lit", "models")
+STAGES = ("extract", "codecs", "stream", "lit", "models", "data")
 
 
 def main() -> None:

@@ -58,8 +58,9 @@ def data_option(fn: Callable[..., Any]) -> Callable[..., Any]:
         "-d",
         default=None,
         metavar="SOURCE",
-        help="cifar10 / cifar100 (torchvision, downloaded to data.root) or a folder of WebDataset shards "
-        "(train-*.tar, test-*.tar). Default: the pipeline's data.source.",
+        help="cifar10 / cifar100 (torchvision, downloaded to data.root); a folder, pattern or fsspec URL of "
+        "WebDataset shards (train-*.tar, test-*.tar); or an image folder (train/<class>/*.jpg, test/ or val/). "
+        "Default: the pipeline's data.source.",
     )(fn)
 
 

@@ -5,8 +5,10 @@ units still to write. Every task opens the cache itself, skips the units whose p
 written (so a retried or repeated task writes nothing twice) and writes the rest; units are whole chunks or
 whole shards, so no two tasks ever touch one stored object. The driver marks the cache complete last.
 
-Each worker loads the teacher and the data once and checks both against the manifest: a worker that sees
-other data or another teacher refuses to write, instead of mixing two extractions in one cache.
+Each worker loads the teacher and opens the data once (its sample index: the sidecar in ``data.index_dir``
+when the workers share it, else built by the worker) and checks both against the manifest: a worker that sees
+other data or another teacher refuses to write, instead of mixing two extractions in one cache. Workers
+decode only the samples of their units.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ DTYPES = ("float16", "float32")
 MANTISSA_BITS = {"float16": 10, "float32": 23}  # explicit mantissa bits of each store dtype
 CODECS = ("zstd", "blosc-zstd", "blosc-lz4", "none")
 SCHEDULES = ("cosine", "step", "constant")
+TRANSFORMS = ("pad-crop-flip", "random-resized-crop")
 B0_CHOICES = ("auto", "store", "recompute")
 
 
@@ -48,24 +49,56 @@ RENAMED = {
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the images come from and how a view is made from a sample."""
+    """Where the images come from, how they are read, and how a view is made from a sample."""
 
-    source: str = "cifar10"  # torchvision name (cifar10, cifar100) or a folder/pattern of WebDataset shards
+    # torchvision name (cifar10, cifar100); a folder, brace/glob pattern or fsspec URL of WebDataset shards
+    # ({split}-*.tar); or an image folder (<source>/{split}/<class>/*.jpg); "{split}" in it is replaced
+    source: str = "cifar10"
     root: str = "~/.cache/litcache/datasets"  # download folder for torchvision datasets
     download: bool = True
-    num_classes: int = 0  # 0 = from the source (torchvision's class list, or max label + 1 of shards)
-    pad: int = 4  # random-crop padding of the CIFAR augmentation
+    num_classes: int = 0  # 0 = from the source (torchvision's class list, class folders, or max label + 1)
+    channels: int = 3  # 3 = RGB, 1 = grayscale: every image is converted to it as it is decoded
+    transform: str = "pad-crop-flip"  # pad-crop-flip (CIFAR) or random-resized-crop (ImageNet-style)
+    pad: int = 4  # random-crop padding of pad-crop-flip
+    size: int = 224  # random-resized-crop: output side of every view (and of the evaluation centre crop)
+    scale: tuple[float, ...] = (0.08, 1.0)  # random-resized-crop: crop area as a fraction of the image's
+    ratio: tuple[float, ...] = (3 / 4, 4 / 3)  # random-resized-crop: crop aspect ratio (w / h) range
+    eval_resize: int = 256  # random-resized-crop: evaluation resizes the shorter side to this, then crops `size`
     flip: bool = True
-    # view 0 is the un-augmented image; off by default: the reference augments every epoch, and a student that
-    # trains on cached views must not spend an epoch on the plain image
+    # view 0 is the un-augmented image (random-resized-crop: the evaluation view); off by default: the reference
+    # augments every epoch, and a student that trains on cached views must not spend an epoch on the plain image
     plain_view0: bool = False
-    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
+    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)  # one value per channel
     std: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
+    in_memory: bool = False  # decode the whole split into memory first (small sets); torchvision sets always are
+    workers: int = 2  # threads that read and decode samples ahead of the model; 0 = in the calling thread
+    index_dir: str = "~/.cache/litcache/index"  # sample indexes of shards and image folders ("" = not kept)
 
     def __post_init__(self) -> None:
+        _check(self.channels in (1, 3), f"data.channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        _check(self.transform in TRANSFORMS, f"data.transform must be one of {TRANSFORMS}, got {self.transform!r}")
         _check(self.pad >= 0, f"data.pad must be >= 0, got {self.pad}")
+        _check(self.size >= 1, f"data.size must be >= 1, got {self.size}")
+        _check(
+            len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1,
+            f"data.scale must be [low, high] with 0 < low <= high <= 1, got {list(self.scale)}",
+        )
+        _check(
+            len(self.ratio) == 2 and 0 < self.ratio[0] <= self.ratio[1],
+            f"data.ratio must be [low, high] with 0 < low <= high, got {list(self.ratio)}",
+        )
+        _check(
+            self.eval_resize >= self.size,
+            f"data.eval_resize must be >= data.size ({self.size}), got {self.eval_resize}",
+        )
         _check(len(self.mean) == len(self.std), "data.mean and data.std must have the same length")
+        _check(
+            len(self.mean) == self.channels,
+            f"data.mean and data.std need one value per channel: data.channels is {self.channels}, data.mean "
+            f"has {len(self.mean)} values",
+        )
         _check(all(s > 0 for s in self.std), f"data.std must be positive, got {self.std}")
+        _check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)

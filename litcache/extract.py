@@ -12,8 +12,9 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from litcache import __version__
 from litcache.checkpoint import fingerprint_state, load_teacher
 from litcache.config import MANTISSA_BITS, PipelineConfig
-from litcache.data import ImageSet, load_images, make_views, to_unit_float
+from litcache.data import ImageSet, iter_views, load_images, to_unit_float, transform_spec
 from litcache.errors import CacheError, CompatibilityError
 from litcache.models import Probe, SectionedModel, probe
 from litcache.progress import progress_bar
@@ -100,23 +101,12 @@ def build_manifest(
             "output": shapes.output_kind,
             "output_shape": list(shapes.output_shape),
         },
-        "data": {
-            "identity": images.identity,
-            "split": "train",
-            "samples": len(images),
-            "fingerprint": images.fingerprint(),
-            "input_shape": list(images.input_shape),
-        },
+        "data": images.describe(),
         "views": cfg.extract.views,
         "seed": cfg.extract.seed,
         "layout": "view-major: row r = (sample r % samples, view r // samples)",
         "rows": len(images) * cfg.extract.views,
-        "transform": {
-            "kind": "pad-crop-flip",
-            "pad": cfg.data.pad,
-            "flip": cfg.data.flip,
-            "plain_view0": cfg.data.plain_view0,
-        },
+        "transform": transform_spec(cfg.data),
         "store": {k: v for k, v in cfg.to_dict()["store"].items()},
         # how the numbers were computed: another device, memory format or batch size rounds differently, so a
         # resumed cache must keep them to equal an uninterrupted one bit for bit
@@ -303,9 +293,11 @@ def load_teacher_and_data(
     if shapes.output_kind == "image":
         return teacher, images, shapes
     classes = shapes.output_shape[0]
-    if int(images.labels.max()) >= classes or (cfg.data.num_classes and cfg.data.num_classes != classes):
+    above = np.flatnonzero(images.labels >= classes)
+    if len(above) or (cfg.data.num_classes and cfg.data.num_classes != classes):
+        at = f" ({images.where(int(above[0]))} has label {images.labels[above[0]]})" if len(above) else ""
         raise CompatibilityError(
-            f"teacher {teacher_path} has {classes} classes, data {images.identity} has {images.num_classes}"
+            f"teacher {teacher_path} has {classes} classes, data {images.identity} has {images.num_classes}{at}"
         )
     return teacher, dataclasses.replace(images, num_classes=classes), shapes  # a --limit subset may lack top labels
 
@@ -359,14 +351,18 @@ def write_units(
     writer = _UnitWriter(cache, cfg.extract.writers, cfg.extract.queue_units)
     rows_todo = sum(e - s for s, e in map(cache.unit_rows, units))
     started = time.perf_counter()
-    with progress_bar(total=rows_todo, desc="extract", unit="row", enabled=show_progress) as bar:
+
+    def steps() -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:  # views are made a step ahead, in threads
+        for i in range(0, len(units), units_per_step):
+            ranges = [cache.unit_rows(u) for u in units[i : i + units_per_step]]
+            rows = np.concatenate([np.arange(s, e) for s, e in ranges])
+            samples, views = rows % len(images), rows // len(images)
+            yield (units[i : i + units_per_step], ranges, samples, views), samples, views
+
+    inputs = closing(iter_views(images, cfg.data, cfg.extract.seed, steps()))
+    with progress_bar(total=rows_todo, desc="extract", unit="row", enabled=show_progress) as bar, inputs as made:
         try:
-            for i in range(0, len(units), units_per_step):
-                step_units = units[i : i + units_per_step]
-                ranges = [cache.unit_rows(u) for u in step_units]
-                rows = np.concatenate([np.arange(s, e) for s, e in ranges])
-                samples, views = rows % len(images), rows // len(images)
-                x = make_views(images, cfg.data, cfg.extract.seed, samples, views)
+            for (step_units, ranges, samples, views), x in made:
                 bounds, logits = _teacher_rows(
                     teacher,
                     x,
@@ -395,7 +391,7 @@ def write_units(
                     }
                     arrays.update({boundary_name(k): b.cpu().numpy() for k, b in enumerate(unit_bounds, start=first)})
                     writer.submit(u, arrays, stats)
-                bar.update(len(rows))
+                bar.update(len(samples))
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(MBps=f"{writer.raw_bytes / elapsed / 1e6:.1f}", ratio=f"{writer.ratio():.2f}")
         finally:

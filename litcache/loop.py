@@ -6,10 +6,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
 import torch
 
-from litcache.data import ImageSet, to_unit_float
+from litcache.data import ImageSet, eval_batches, to_unit_float
 from litcache.metrics import psnr, ssim
 from litcache.models import SectionedModel
 from litcache.monitor import Monitor
@@ -67,14 +66,13 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(model: SectionedModel, images: ImageSet, device: torch.device, batch_size: int = 500) -> dict[str, float]:
-    """On un-augmented images: top-1 accuracy (and top-5 with more than 10 classes) of a classifier; mean PSNR
-    (dB) and SSIM of an image model's output against the ground truth, the image itself."""
+    """On the evaluation views (un-augmented): top-1 accuracy (and top-5 with more than 10 classes) of a
+    classifier; mean PSNR (dB) and SSIM of an image model's output against the ground truth, the image itself."""
     model.eval()
     sums: dict[str, float] = {}
-    for start in range(0, len(images), batch_size):
-        chunk = images.images[start : start + batch_size]
-        x = to_unit_float(torch.from_numpy(np.ascontiguousarray(chunk.transpose(0, 3, 1, 2))).to(device))
-        y = torch.from_numpy(images.labels[start : start + batch_size]).to(device)
+    for x_uint8, labels in eval_batches(images, batch_size):
+        x = to_unit_float(x_uint8.to(device))
+        y = labels.to(device)
         for key, value in score(model(x), x, y).items():
             sums[key] = sums.get(key, 0.0) + value
     out = {k: v / len(images) for k, v in sums.items()}

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from litcache.checkpoint import load_teacher, save_model
 from litcache.config import DataConfig, PipelineConfig, save_resolved
-from litcache.data import ImageSet, load_images, make_views, to_unit_float
+from litcache.data import ImageSet, iter_views, load_images, to_unit_float
 from litcache.extract import resolve_device
 from litcache.loop import evaluate, train_one_epoch
 from litcache.models import build_model, describe, probe
@@ -27,12 +27,11 @@ log = logging.getLogger(__name__)
 def augmented_batches(
     images: ImageSet, cfg: DataConfig, seed: int, epoch: int, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled batches of epoch ``epoch``, each sample under the augmented view ``epoch + 1``."""
+    """Shuffled batches of epoch ``epoch``, each sample under the augmented view ``epoch + 1`` (made ahead)."""
     order = np.random.default_rng([seed, epoch]).permutation(len(images))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        x = make_views(images, cfg, seed, idx, np.full(len(idx), epoch + 1))
-        yield x, torch.from_numpy(images.labels[idx])
+    idx = (order[s : s + batch_size] for s in range(0, len(order), batch_size))
+    for i, x in iter_views(images, cfg, seed, ((i, i, np.full(len(i), epoch + 1)) for i in idx)):
+        yield x, torch.from_numpy(images.labels[i])
 
 
 def train_teacher(

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +30,34 @@ def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_shard(path: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
-    """A WebDataset tar shard of ``KEY.png`` + ``KEY.cls`` members (PNG, so pixels round-trip exactly)."""
+def encode(image: np.ndarray, fmt: str = "PNG") -> bytes:
+    """One image (H, W, C) or (H, W) uint8 encoded as PNG, JPEG or WEBP."""
     from PIL import Image
 
+    buf = io.BytesIO()
+    Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def write_members(path: Path, members: list[tuple[str, bytes]]) -> None:
+    """A tar file of ``(name, payload)`` members, in order."""
     with tarfile.open(path, "w") as tar:
-        for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-            buf = io.BytesIO()
-            Image.fromarray(image).save(buf, format="PNG")
-            for ext, payload in (("png", buf.getvalue()), ("cls", str(int(label)).encode())):
-                info = tarfile.TarInfo(f"{prefix}_{i:05d}.{ext}")
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
+        for name, payload in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+
+def write_shard(path: Path, prefix: str, images: Sequence[np.ndarray], labels: Sequence[int], fmt: str = "PNG") -> None:
+    """A WebDataset tar shard of ``KEY.png`` + ``KEY.cls`` members (PNG, so pixels round-trip exactly)."""
+    ext = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}[fmt]
+    members = []
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        members += [
+            (f"{prefix}_{i:05d}.{ext}", encode(image, fmt)),
+            (f"{prefix}_{i:05d}.cls", str(int(label)).encode()),
+        ]
+    write_members(path, members)
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +83,18 @@ def data_dir(dataset: dict[str, object]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_cfg(data_dir: Path) -> Callable[..., PipelineConfig]:
+def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the tests' sample indexes go (not the user's ~/.cache)."""
+    return tmp_path_factory.mktemp("index")
+
+
+@pytest.fixture(scope="session")
+def make_cfg(data_dir: Path, index_dir: Path) -> Callable[..., PipelineConfig]:
     """``make_cfg("extract.views=3", ...)``: the tiny pipeline on the generated shards, plus overrides."""
 
     def make(*overrides: str) -> PipelineConfig:
-        return load_pipeline("tiny", [f"data.source={json.dumps(str(data_dir))}", *overrides])
+        base = [f"data.source={json.dumps(str(data_dir))}", f"data.index_dir={json.dumps(str(index_dir))}"]
+        return load_pipeline("tiny", [*base, *overrides])
 
     return make
 

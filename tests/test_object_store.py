@@ -62,3 +62,26 @@ def test_extract_to_s3_and_stream_back(
     assert len(rows) == len(set(rows.tolist())) == stream.num_batches(0) * tiny_cfg.stream.batch_size
     with pytest.raises(CacheError, match="--resume"):
         extract(tiny_cfg, str(teacher_path), url, show_progress=False)
+
+
+def test_shards_on_s3_are_read_by_index(s3_env: str, data_dir: Path, tiny_cfg: PipelineConfig) -> None:
+    """Shards at an s3:// URL (and their index kept there too) give the same samples as the local copy."""
+    import dataclasses
+
+    import s3fs
+
+    from litcache.data import forget_opened, load_images
+
+    fs = s3fs.S3FileSystem()
+    for shard in data_dir.glob("*.tar"):
+        fs.put_file(str(shard), f"{s3_env}/cifar/{shard.name}")
+    local = load_images(tiny_cfg.data, "train")
+    remote_cfg = dataclasses.replace(tiny_cfg.data, source=f"{s3_env}/cifar", index_dir=f"{s3_env}/index")
+    remote = load_images(remote_cfg, "train")
+    assert remote.identity == local.identity == "wds:train-0.tar"
+    assert remote.fingerprint() == local.fingerprint()
+    assert len(fs.glob(f"{s3_env}/index/wds-*.npz")) == 1  # kept beside the data for every worker
+    picked = np.array([0, 33, 63, 1])
+    assert all(np.array_equal(a, b) for a, b in zip(remote.read(picked), local.read(picked), strict=True))
+    forget_opened()
+    assert load_images(remote_cfg, "test").describe() == load_images(tiny_cfg.data, "test").describe()
