@@ -32,7 +32,7 @@ def test_round_trip_rebuilds_the_same_model(tmp_path: Path) -> None:
     save_model(model, path, epochs=3, accuracy=0.5)
     loaded, meta = load_model(path)
     assert meta == {"epochs": 3, "accuracy": 0.5}
-    assert loaded.spec == model.spec and loaded.spec["kwargs"] == {"depth": 8, "num_classes": 100}
+    assert loaded.spec == model.spec and loaded.spec["kwargs"] == {"depth": 8, "num_classes": 100, "in_channels": 3}
     assert not loaded.training
     state, loaded_state = model.state_dict(), loaded.state_dict()
     assert state.keys() == loaded_state.keys()

@@ -286,7 +286,7 @@ def test_missing_source_and_empty_folder(tmp_path: Path) -> None:
 
 
 def test_torchvision_set_not_downloaded(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="CIFAR10 not found"):
+    with pytest.raises(DataError, match="CIFAR10 not found.*: set data.download=true to fetch it"):
         load_images(DataConfig(source="cifar10", root=str(tmp_path), download=False), "train")
 
 
@@ -299,8 +299,9 @@ def test_failed_download_is_a_data_error(tmp_path: Path, monkeypatch: pytest.Mon
         raise urllib.error.URLError("Name or service not known")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR100", offline)
-    with pytest.raises(DataError, match="CIFAR100 not found.*Name or service not known"):
+    with pytest.raises(DataError, match="CIFAR100 not found.*Name or service not known") as exc:
         load_images(DataConfig(source="cifar100", root=str(tmp_path), download=True), "test")
+    assert "the download failed (no network?)" in str(exc.value) and "set data.download" not in str(exc.value)
 
 
 @pytest.mark.parametrize(

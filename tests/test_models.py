@@ -196,3 +196,12 @@ def test_different_section_counts_are_named() -> None:
     msg = str(exc.value)
     assert "number of sections: cache has 3, resnet-x has 2" in msg
     assert "boundary 3 (output of section 3): cache (64, 8, 8), resnet-x None" in msg
+
+
+def test_the_datas_channel_count_reaches_a_factory_that_names_in_channels() -> None:
+    grey = build_model("resnet8", mean=(0.5,), std=(0.25,))  # grayscale data: one value each
+    assert grey.spec["kwargs"]["in_channels"] == 1 and probe(grey, (1, 32, 32)).output_shape == (10,)
+    explicit = build_model({"name": "resnet8", "kwargs": {"in_channels": 3}}, mean=(0.5,), std=(0.25,))
+    assert explicit.net.conv1.in_channels == 3  # the spec's own value wins
+    # torchvision's ResNet takes **kwargs but no in_channels: nothing is passed
+    assert "in_channels" not in build_model({"factory": "torchvision.models:resnet18"}).spec["kwargs"]

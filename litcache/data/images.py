@@ -178,6 +178,11 @@ def _check_labels(images: ImageSet, num_classes: int, what: str) -> None:
         raise DataError(f"{images.where(i)}: label {int(images.labels[i])} is outside 0..{num_classes - 1} ({what})")
 
 
+def ds_folder(cls_name: str) -> str:
+    """The folder torchvision keeps a CIFAR set in under its root."""
+    return {"CIFAR10": "cifar-10-batches-py", "CIFAR100": "cifar-100-python"}[cls_name]
+
+
 def _load_torchvision(cfg: DataConfig, name: str, split: str, limit: int | None) -> ImageSet:
     import torchvision
 
@@ -188,10 +193,13 @@ def _load_torchvision(cfg: DataConfig, name: str, split: str, limit: int | None)
     try:
         ds = getattr(torchvision.datasets, cls_name)(str(root), train=split == "train", download=cfg.download)
     except (RuntimeError, OSError) as exc:  # OSError: the download failed (no network, URLError)
-        raise DataError(
-            f"{cls_name} not found under {root} ({exc}); set data.download=true or point --data at "
-            "local WebDataset shards"
-        ) from exc
+        if not cfg.download:
+            todo = "set data.download=true to fetch it, or point --data at local WebDataset shards"
+        elif isinstance(exc, OSError):
+            todo = "the download failed (no network?): point --data at local WebDataset shards of it"
+        else:  # downloaded, but torchvision refuses the files (an interrupted download)
+            todo = f"delete {root / ds_folder(cls_name)} to download it again, or point --data at local shards"
+        raise DataError(f"{cls_name} not found under {root} ({exc}): {todo}") from exc
     images, labels = np.asarray(ds.data[:limit]), np.asarray(ds.targets[:limit], dtype=np.int64)
     return ImageSet(labels, num_classes, f"torchvision:{name}:{split}", cfg, split, np.ascontiguousarray(images))
 

@@ -3,7 +3,8 @@
 A spec is a built-in ``name`` (``resnet20``, ``resnext29``, ``generator6``) or a ``factory``
 (``package.module:function``, or ``path/to/file.py:function``) called with ``kwargs``, plus the module paths of
 its ``sections``. Built-ins, and torchvision's ResNet family, know their section paths. ``num_classes`` is passed
-to any factory that takes it (unless its kwargs set it).
+to any factory that takes it, and ``in_channels`` (the data's channel count, from its mean) to any that names it,
+unless its kwargs set them.
 """
 
 from __future__ import annotations
@@ -130,12 +131,13 @@ def import_factory(factory: str) -> Callable[..., nn.Module]:
     return fn  # type: ignore[no-any-return]
 
 
-def _takes(fn: Callable[..., Any], name: str) -> bool:
+def _takes(fn: Callable[..., Any], name: str, via_kwargs: bool = True) -> bool:
+    """Whether ``fn`` takes the keyword ``name`` (``via_kwargs``: a ``**kwargs`` counts)."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
+    return any(p.name == name or (via_kwargs and p.kind is p.VAR_KEYWORD) for p in params)
 
 
 def build_model(
@@ -153,6 +155,8 @@ def build_model(
     kwargs = dict(resolved["kwargs"])
     if "num_classes" not in kwargs and _takes(fn, "num_classes"):
         kwargs["num_classes"] = num_classes
+    if "in_channels" not in kwargs and _takes(fn, "in_channels", via_kwargs=False):  # grayscale data: 1
+        kwargs["in_channels"] = len(mean)
     try:
         net = fn(**kwargs)
     except (TypeError, ValueError, RuntimeError) as exc:
