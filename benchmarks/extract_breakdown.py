@@ -38,7 +38,8 @@ from run import DATA, WORK, cached_load_images, forward_only, timed_extract  # n
 from litcache.checkpoint import load_model  # noqa: E402
 from litcache.config import load_pipeline  # noqa: E402
 from litcache.data import make_views, to_unit_float  # noqa: E402
-from litcache.store import CacheWriter, boundary_name, open_cache  # noqa: E402
+from litcache.store import boundary_name, open_cache  # noqa: E402
+from litcache.writer import CacheWriter  # noqa: E402
 
 extract_module = sys.modules["litcache.extract"]  # the module (litcache.extract is also the function's name)
 

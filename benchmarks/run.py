@@ -38,6 +38,7 @@ import zarr
 import litcache
 import litcache.extract
 from litcache.checkpoint import load_model, save_model
+from litcache.codec import bitround, build_codecs
 from litcache.config import (
     DataConfig,
     ExtractConfig,
@@ -55,12 +56,13 @@ from litcache.loop import evaluate
 from litcache.models import build_model, describe
 from litcache.objective import LitObjective
 from litcache.optim import build_optimizer
-from litcache.store import FROZEN, ArraySpec, Cache, bitround, build_codecs, create_cache, open_cache
+from litcache.store import FROZEN, ArraySpec, Cache, open_cache
 from litcache.stream import ROW, CacheStream
 from litcache.students import build_student
 from litcache.summary import summarize
 from litcache.supervised import train_teacher
 from litcache.train import train_sections
+from litcache.writer import create_cache
 
 warnings.filterwarnings("ignore", message=".*not in the Zarr version 3 specification.*")
 

@@ -28,7 +28,8 @@ from litcache.errors import CacheError, CompatibilityError
 from litcache.extract import finish_run, load_teacher_and_data, open_output, resolve_device, write_units
 from litcache.models import SectionedModel
 from litcache.progress import progress_bar
-from litcache.store import CacheWriter, open_cache
+from litcache.store import open_cache
+from litcache.writer import CacheWriter
 
 log = logging.getLogger(__name__)
 

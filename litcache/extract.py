@@ -27,15 +27,8 @@ from litcache.data import ImageSet, iter_views, load_images, to_unit_float, tran
 from litcache.errors import CacheError, CompatibilityError
 from litcache.models import Probe, SectionedModel, probe
 from litcache.progress import progress_bar
-from litcache.store import (
-    FROZEN,
-    ArraySpec,
-    CacheWriter,
-    boundary_name,
-    create_cache,
-    open_cache,
-    prepare_output,
-)
+from litcache.store import FROZEN, ArraySpec, boundary_name, open_cache
+from litcache.writer import CacheWriter, create_cache, prepare_output
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,13 @@ import zarr
 
 from litcache import extract, load_images, load_model, make_views, open_cache, save_model
 from litcache.checkpoint import fingerprint_state
+from litcache.codec import bitround
 from litcache.config import PipelineConfig
 from litcache.data import to_unit_float
 from litcache.errors import CacheError, CompatibilityError
 from litcache.extract import round_mantissa
 from litcache.models import build_model
-from litcache.store import CacheWriter, bitround
+from litcache.writer import CacheWriter
 
 ROW_ARRAYS = ["rows/sample", "rows/view", "rows/label", "input", "boundary/1", "boundary/2", "boundary/3", "logits"]
 

@@ -11,12 +11,14 @@ import pytest
 import torch
 import zarr
 
-import litcache.store
+import litcache.codec
+import litcache.writer
 from litcache import extract, load_model, open_cache
 from litcache.config import PipelineConfig, StoreConfig
 from litcache.data import to_unit_float
 from litcache.errors import CacheError
-from litcache.store import ArraySpec, CacheWriter, prepare_output, rows_per_chunk
+from litcache.store import ArraySpec, rows_per_chunk
+from litcache.writer import CacheWriter, prepare_output
 
 
 def test_layout_chunks_along_rows_only(cache_path: Path) -> None:
@@ -165,7 +167,7 @@ def test_a_unit_cut_short_is_not_counted_and_resume_rewrites_it(
     cache_path: Path, tiny_cfg: PipelineConfig, teacher_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"n": 0}
-    real_crc32 = litcache.store.crc32
+    real_crc32 = litcache.writer.crc32
 
     def crash_in_unit_two(x: np.ndarray) -> int:
         calls["n"] += 1
@@ -174,11 +176,11 @@ def test_a_unit_cut_short_is_not_counted_and_resume_rewrites_it(
         return real_crc32(x)
 
     cfg = tiny_cfg.replace(extract=dataclasses.replace(tiny_cfg.extract, writers=1))  # units in order
-    monkeypatch.setattr(litcache.store, "crc32", crash_in_unit_two)
+    monkeypatch.setattr(litcache.writer, "crc32", crash_in_unit_two)
     out = tmp_path / "crashed.zarr"
     with pytest.raises(CacheError, match="cannot write unit 2 of .*: disk went away; what was written before is kept"):
         extract(cfg, str(teacher_path), str(out), show_progress=False)
-    monkeypatch.setattr(litcache.store, "crc32", real_crc32)
+    monkeypatch.setattr(litcache.writer, "crc32", real_crc32)
 
     cache = open_cache(str(out))
     assert not cache.done_units()[2]
@@ -273,7 +275,7 @@ def test_prepare_output(tmp_path: Path, cache_path: Path) -> None:
 
 def test_store_config_codecs() -> None:
     for codec in ("zstd", "blosc-zstd", "blosc-lz4", "none"):
-        codecs = litcache.store.build_codecs(StoreConfig(codec=codec))
+        codecs = litcache.codec.build_codecs(StoreConfig(codec=codec))
         assert (codecs["compressors"] is None) == (codec == "none")
         assert "filters" not in codecs  # bit rounding happens before the store: plain zarr v3 arrays
 

@@ -49,7 +49,8 @@ def test_the_bound_follows_the_stores_rounding(
 
 def test_rows_that_differ_from_the_teacher_are_named(cache_copy: Path, teacher_path: Path) -> None:
     """A row rewritten with a consistent checksum (a bug, not a bit flip): only the teacher can tell."""
-    from litcache.store import PROGRESS, crc32
+    from litcache.codec import crc32
+    from litcache.store import PROGRESS
 
     cache = open_cache(str(cache_copy), writable=True)
     rows = sample_rows(cache, 0.25, 0)
