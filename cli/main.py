@@ -719,6 +719,7 @@ def report_cmd(
 @pipeline_options
 @limit_option
 @click.option("--json", "as_json", is_flag=True, help='Print {"accuracy": ..., "samples": ...}.')
+@quiet_option
 @_handle_errors
 def evaluate_cmd(
     model_path: str,
@@ -727,6 +728,7 @@ def evaluate_cmd(
     overrides: tuple[str, ...],
     limit: int | None,
     as_json: bool,
+    quiet: bool,
 ) -> None:
     """Test-split accuracy of any checkpoint (top-1; top-5 too with more than 10 classes), or the PSNR and SSIM of
     an image-to-image model. A plain state dict (.pt/.pth/.safetensors) is evaluated as the pipeline's
@@ -740,7 +742,7 @@ def evaluate_cmd(
     from litcache.supervised import evaluate_checkpoint
 
     cfg = resolve(pipeline, overrides, data)
-    result = evaluate_checkpoint(model_path, cfg, limit)
+    result = evaluate_checkpoint(model_path, cfg, limit, show_progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps(result))
     elif "psnr" in result:

@@ -65,16 +65,24 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: SectionedModel, images: ImageSet, device: torch.device, batch_size: int = 500) -> dict[str, float]:
+def evaluate(
+    model: SectionedModel,
+    images: ImageSet,
+    device: torch.device,
+    batch_size: int = 500,
+    show_progress: bool = False,
+) -> dict[str, float]:
     """On the evaluation views (un-augmented): top-1 accuracy (and top-5 with more than 10 classes) of a
     classifier; mean PSNR (dB) and SSIM of an image model's output against the ground truth, the image itself."""
     model.eval()
     sums: dict[str, float] = {}
-    for x_uint8, labels in eval_batches(images, batch_size):
-        x = to_unit_float(x_uint8.to(device))
-        y = labels.to(device)
-        for key, value in score(model(x), x, y).items():
-            sums[key] = sums.get(key, 0.0) + value
+    with progress_bar(total=len(images), desc="evaluate", unit="image", enabled=show_progress) as bar:
+        for x_uint8, labels in eval_batches(images, batch_size):
+            x = to_unit_float(x_uint8.to(device))
+            y = labels.to(device)
+            for key, value in score(model(x), x, y).items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.update(len(y))
     out = {k: v / len(images) for k, v in sums.items()}
     out["samples"] = len(images)
     return out

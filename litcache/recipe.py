@@ -71,7 +71,7 @@ def run_pipeline(
     cache_summary = summarize(open_cache(cache_url))
 
     def evaluate_row(name: str, path: str, wall: float) -> None:
-        result = evaluate_checkpoint(path, cfg, test_limit)
+        result = evaluate_checkpoint(path, cfg, test_limit, show_progress=show_progress)
         metrics = {k: result[k] for k in METRICS if k in result}
         rows.append(
             {"name": name, "model": result["model"], "checkpoint": path, **metrics, "params": result["params"]}

@@ -101,7 +101,9 @@ def train_teacher(
     return record
 
 
-def evaluate_checkpoint(model_path: str | Path, cfg: PipelineConfig, limit: int | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(
+    model_path: str | Path, cfg: PipelineConfig, limit: int | None = None, show_progress: bool = False
+) -> dict[str, Any]:
     """Test-split accuracy (or PSNR/SSIM, for an image model) of a teacher or student checkpoint, with its number
     of parameters.
 
@@ -114,6 +116,6 @@ def evaluate_checkpoint(model_path: str | Path, cfg: PipelineConfig, limit: int 
     )
     images = load_images(d, "test", limit)  # read once: the loader keeps decoded splits
     dev = resolve_device(cfg.train.device)
-    result = evaluate(model.to(dev), images, dev)
+    result = evaluate(model.to(dev), images, dev, show_progress=show_progress)
     params = sum(p.numel() for p in model.parameters())
     return {**result, "model": describe(model.spec), "params": params, "data": images.identity}
