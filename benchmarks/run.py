@@ -74,7 +74,9 @@ STUDENT = "resnet20"
 STUDENTS_PER_CACHE = 4  # students_cost_ratio: one extraction serves this many students
 PAD_MB = 400  # teacher_free_memory: the ResNet-110 teacher carries this much unused buffer (benchmarks/padded.py)
 PADDED = ModelConfig(
-    factory=f"{ROOT / 'benchmarks' / 'padded.py'}:padded_resnet", kwargs={"depth": 110, "pad_mb": PAD_MB}
+    factory=f"{ROOT / 'benchmarks' / 'padded.py'}:padded_resnet",
+    kwargs={"depth": 110, "pad_mb": PAD_MB},
+    sections=("layer1", "layer2", "layer3"),
 )
 
 REFERENCE_SECONDS_PER_ROW = 1e-3  # a ResNet-20 inference forward on an idle 2-core x86 CPU, for the record
