@@ -34,7 +34,10 @@ import torch
 
 from litcache.checkpoint import save_model
 from litcache.config import PipelineConfig, load_pipeline
+from litcache.data import eval_batches, load_images, to_unit_float
 from litcache.extract import extract
+from litcache.loop import score
+from litcache.models import build_model
 from litcache.store import open_cache
 from litcache.students import assemble_student
 from litcache.summary import summarize
@@ -84,6 +87,23 @@ def train_variant(
     else:
         raise ValueError(name)
     return str(ckpt)
+
+
+def degraded_input_scores(cfg: PipelineConfig, test_limit: int | None) -> dict[str, float] | None:
+    """PSNR and SSIM of what a built-in generator sees (its ``degrade``, no parameters) against the ground truth:
+    the score a model that restores nothing gets, so a generator's table says how far it rose above it."""
+    net = build_model(cfg.teacher.model, 10, cfg.data.mean, cfg.data.std).net
+    degrade = getattr(net, "degrade", None)
+    if degrade is None:
+        return None
+    images = load_images(cfg.data, "test", test_limit)
+    sums: dict[str, float] = {}
+    with torch.no_grad():
+        for x_uint8, labels in eval_batches(images, 500):
+            x = to_unit_float(x_uint8)
+            for key, value in score(degrade(x), x, labels).items():
+                sums[key] = sums.get(key, 0.0) + value
+    return {k: v / len(images) for k, v in sums.items()}
 
 
 def main() -> None:
@@ -160,6 +180,9 @@ def main() -> None:
     metric = "accuracy" if "accuracy" in teacher_eval else "psnr"  # image-to-image models: PSNR (and SSIM)
     metrics = [m for m in METRICS if m in teacher_eval]
     print(f"teacher {teacher_eval['model']}: " + ", ".join(f"{m} {teacher_eval[m]:.4f}" for m in metrics), flush=True)
+    baseline = degraded_input_scores(cfg, test_limit) if metric == "psnr" else None
+    if baseline:
+        print("the degraded input itself: " + ", ".join(f"{m} {baseline[m]:.4f}" for m in metrics), flush=True)
 
     cache = args.cache or str(work / "cache.zarr")
     started = time.perf_counter()
@@ -245,6 +268,7 @@ def main() -> None:
     out.write_text(json.dumps(rows, indent=2))
     meta = {
         "teacher": {"checkpoint": teacher, **teacher_eval, "train_seconds": teacher_seconds},
+        "degraded_input": baseline,  # an image model's bar: the scores of the input it sees, unrestored
         "cache": {
             "stored_bytes": cache_info["stored_bytes"],
             "rows": cache_info["rows"],

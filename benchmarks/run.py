@@ -677,7 +677,7 @@ class Bench:
             )
         )
         trainable = [p for p in student.parameters() if p.requires_grad]
-        optimizer = build_optimizer(trainable, tc.lr, tc.momentum, tc.weight_decay)
+        optimizer = build_optimizer(trainable, tc.lr, tc.momentum, tc.weight_decay, tc.optimizer)
         device = torch.device(self.device)
         objective.to(device)
         student.set_train_mode()

@@ -22,6 +22,7 @@ DTYPES = ("float16", "float32")
 MANTISSA_BITS = {"float16": 10, "float32": 23}  # explicit mantissa bits of each store dtype
 CODECS = ("zstd", "blosc-zstd", "blosc-lz4", "none")
 SCHEDULES = ("cosine", "step", "constant")
+OPTIMIZERS = ("sgd", "adamw")  # sgd: Nesterov momentum; adamw: momentum is its beta1
 TRANSFORMS = ("pad-crop-flip", "random-resized-crop")
 B0_CHOICES = ("auto", "store", "recompute")
 
@@ -148,12 +149,14 @@ class TeacherConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    optimizer: str = "sgd"
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"teacher.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"teacher.batch_size must be >= 1, got {self.batch_size}")
         _check(self.schedule in SCHEDULES, f"teacher.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.optimizer in OPTIMIZERS, f"teacher.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    optimizer: str = "sgd"
     beta: float = 0.0  # LIT's beta*KD + (1-beta)*sum(IR); 0 = IR only, the KD pass comes after
     temperature: float = 6.0  # LIT reference code
     # KD = label_weight*CE(labels) + soft_weight*T^2*softCE(teacher): LIT's reference code has alpha = 0.95 on the
@@ -250,6 +254,7 @@ class TrainConfig:
         _check_kd_weights("train", self.label_weight, self.soft_weight)
         _check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
         _check(self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.optimizer in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,7 @@ class KDConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
+    optimizer: str = "sgd"
     temperature: float = 6.0
     label_weight: float = 0.95  # as train.label_weight / train.soft_weight (LIT's reference code)
     soft_weight: float = 0.05
@@ -271,6 +277,7 @@ class KDConfig:
         _check_kd_weights("kd", self.label_weight, self.soft_weight)
         _check(self.temperature > 0, f"kd.temperature must be > 0, got {self.temperature}")
         _check(self.schedule in SCHEDULES, f"kd.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.optimizer in OPTIMIZERS, f"kd.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,10 @@ def evaluate(
 
 
 def score(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Sums over one batch: correct predictions of logits, or PSNR and SSIM of images (truth ``x``)."""
+    """Sums over one batch: correct predictions of logits, or PSNR and SSIM of images (truth ``x``), the image
+    clamped to [0, 1] as it would be saved."""
     if out.dim() == 4:
+        out = out.clamp(0, 1)
         return {"psnr": float(psnr(out, x).sum()), "ssim": float(ssim(out, x).sum())}
     sums = {"accuracy": float((out.argmax(1) == y).sum())}
     if out.shape[1] > 10:

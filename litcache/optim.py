@@ -9,9 +9,12 @@ import torch
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], lr: float, momentum: float, weight_decay: float
+    params: Iterable[torch.nn.Parameter], lr: float, momentum: float, weight_decay: float, kind: str = "sgd"
 ) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum, the CIFAR ResNet recipe."""
+    """``sgd``: SGD with Nesterov momentum, the CIFAR ResNet recipe; ``adamw``: AdamW (``momentum`` is its beta1,
+    weight decay decoupled), which image-to-image models and vision transformers train with."""
+    if kind == "adamw":
+        return torch.optim.AdamW(list(params), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
     return torch.optim.SGD(list(params), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
 
 

@@ -45,7 +45,7 @@ def train_teacher(
     """Train ``cfg.teacher.model`` on the training split; save the checkpoint at ``out``.
 
     A classifier learns the labels (cross-entropy); an image-to-image model its ground truth, the input view
-    itself (L1; the built-in generators see it in grey). Writes ``<out>.config.yaml`` (the resolved config) and
+    itself (L1; the built-in generators see it down-scaled). Writes ``<out>.config.yaml`` (the resolved config) and
     ``<out>.metrics.jsonl`` beside it (and TensorBoard event files in ``<out>.tensorboard/``).
     """
     tc = cfg.teacher
@@ -55,7 +55,7 @@ def train_teacher(
     images = load_images(cfg.data, "train", limit)
     model = build_model(tc.model, images.num_classes, cfg.data.mean, cfg.data.std).to(device)
     classifier = probe(model, images.input_shape).output_kind == "logits"
-    optimizer = build_optimizer(model.parameters(), tc.lr, tc.momentum, tc.weight_decay)
+    optimizer = build_optimizer(model.parameters(), tc.lr, tc.momentum, tc.weight_decay, tc.optimizer)
     steps_per_epoch = -(-len(images) // tc.batch_size)
     scheduler = build_scheduler(optimizer, tc.schedule, epochs * steps_per_epoch)
     out = Path(out)

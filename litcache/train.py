@@ -67,7 +67,7 @@ def _fit(
     ``monitor`` (main process only) sees every step and every epoch record.
     """
     batches = [stream.num_batches(e) for e in range(first_epoch, first_epoch + epochs)]  # per epoch of the stage
-    optimizer = build_optimizer(trainable, opt_cfg.lr, opt_cfg.momentum, opt_cfg.weight_decay)
+    optimizer = build_optimizer(trainable, opt_cfg.lr, opt_cfg.momentum, opt_cfg.weight_decay, opt_cfg.optimizer)
     scheduler = build_scheduler(optimizer, opt_cfg.schedule, sum(batches))
     # what a training state must match to be resumed: the cache it learned from, the student, the schedule
     identity = {

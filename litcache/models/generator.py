@@ -1,34 +1,33 @@
-"""A residual image-to-image generator, as StarGAN's (Choi et al. 2018), which LIT compressed 1.8x.
+"""A residual image-to-image generator, as the StarGAN generator of LIT's image-to-image result.
 
 ``stem`` (down-sampling) -> ``blocks`` (residual blocks at the bottleneck resolution) -> ``head`` (up-sampling),
 with instance norm. Its sections are runs of residual blocks, which keep their shape, so a 6-block teacher and a
-2-block student have the same boundaries. The output is an image in [0, 1]; the model has no logits.
+2-block student have the same boundaries. The output is an image; the model has no logits.
 
-The built-in task is colourisation: the stem starts by turning its input into one grey channel, so the model
-learns to put back the colours of the very image it was given (the ground truth is the input view itself).
+The built-in task is 2x super-resolution: ``degrade`` averages each 2x2 patch of the input and scales the result
+back up bilinearly, which is all the model sees, and the head predicts the detail that degradation removed as a
+difference from the blurred image (output = blurred + head, the head's last convolution starting at zero), so
+training starts from the bilinear up-scaling and learns what it lacks. The ground truth is the input view itself.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from litcache.errors import ConfigError
 
-LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
+class Downscale(nn.Module):
+    """The degradation: the mean of each ``factor`` x ``factor`` patch, scaled back up bilinearly (no parameter)."""
 
-
-class Grayscale(nn.Module):
-    """RGB -> one luminance channel (a fixed weighting, no parameter)."""
-
-    weight: torch.Tensor
-
-    def __init__(self) -> None:
+    def __init__(self, factor: int = 2) -> None:
         super().__init__()
-        self.register_buffer("weight", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
+        self.factor = factor
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x * self.weight).sum(1, keepdim=True)
+        small = F.avg_pool2d(x, self.factor)
+        return F.interpolate(small, scale_factor=self.factor, mode="bilinear", align_corners=False)
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, transposed: bool = False) -> list[nn.Module]:
@@ -51,33 +50,33 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualGenerator(nn.Module):
-    """``stem -> blocks.0 .. blocks.{n-1} -> head``; two down-samplings and two up-samplings."""
+    """``degrade -> stem -> blocks.0 .. blocks.{n-1} -> head``, output = blurred + head; the stem's strided
+    convolutions halve the resolution ``downsamplings`` times and the head's transposed ones restore it."""
 
-    def __init__(self, blocks: int, width: int = 16, grey_input: bool = True, out_channels: int = 3) -> None:
+    def __init__(self, blocks: int, width: int = 16, channels: int = 3, downsamplings: int = 1) -> None:
         super().__init__()
-        first: list[nn.Module] = [Grayscale()] if grey_input else []
+        self.degrade = Downscale(2)
+        widths = [width * 2**i for i in range(downsamplings + 1)]
         self.stem = nn.Sequential(
-            *first,
-            *_conv(1 if grey_input else out_channels, width, 7),
-            *_conv(width, 2 * width, 4, 2),
-            *_conv(2 * width, 4 * width, 4, 2),
+            *_conv(channels, width, 7), *(m for a, b in zip(widths, widths[1:]) for m in _conv(a, b, 4, 2))
         )
-        self.blocks = nn.Sequential(*(ResidualBlock(4 * width) for _ in range(blocks)))
-        self.head = nn.Sequential(
-            *_conv(4 * width, 2 * width, 4, 2, transposed=True),
-            *_conv(2 * width, width, 4, 2, transposed=True),
-            nn.Conv2d(width, out_channels, 7, 1, 3),
-            nn.Sigmoid(),
-        )
+        self.blocks = nn.Sequential(*(ResidualBlock(widths[-1]) for _ in range(blocks)))
+        detail = nn.Conv2d(width, channels, 7, 1, 3, bias=False)
+        nn.init.zeros_(detail.weight)  # the bilinear up-scaling, to begin with
+        up = [m for a, b in zip(widths[::-1], widths[-2::-1]) for m in _conv(a, b, 4, 2, transposed=True)]
+        self.head = nn.Sequential(*up, detail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
+        blurred = self.degrade(x)
+        return blurred + self.head(self.blocks(self.stem(blurred)))
 
 
 def residual_generator(
-    blocks: int, width: int = 16, grey_input: bool = True, out_channels: int = 3
+    blocks: int, width: int = 16, in_channels: int = 3, downsamplings: int = 1
 ) -> ResidualGenerator:
-    """A generator of ``blocks`` residual blocks at a quarter of the input's resolution, ``4 * width`` channels."""
+    """A 2x super-resolution generator of ``blocks`` residual blocks, ``width * 2**downsamplings`` channels wide at
+    the input's resolution halved ``downsamplings`` times: one for 32 px images (the blocks work at 16x16),
+    StarGAN's two for 128 px ones."""
     if blocks < 1:
         raise ConfigError(f"a residual generator needs at least one block, got {blocks}")
-    return ResidualGenerator(blocks, width, grey_input, out_channels)
+    return ResidualGenerator(blocks, width, in_channels, downsamplings)
