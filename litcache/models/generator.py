@@ -12,11 +12,14 @@ training starts from the bilinear up-scaling and learns what it lacks. The groun
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from litcache.errors import ConfigError
+
 
 class Downscale(nn.Module):
     """The degradation: the mean of each ``factor`` x ``factor`` patch, scaled back up bilinearly (no parameter)."""
@@ -58,12 +61,12 @@ class ResidualGenerator(nn.Module):
         self.degrade = Downscale(2)
         widths = [width * 2**i for i in range(downsamplings + 1)]
         self.stem = nn.Sequential(
-            *_conv(channels, width, 7), *(m for a, b in zip(widths, widths[1:]) for m in _conv(a, b, 4, 2))
+            *_conv(channels, width, 7), *(m for a, b in itertools.pairwise(widths) for m in _conv(a, b, 4, 2))
         )
         self.blocks = nn.Sequential(*(ResidualBlock(widths[-1]) for _ in range(blocks)))
         detail = nn.Conv2d(width, channels, 7, 1, 3, bias=False)
         nn.init.zeros_(detail.weight)  # the bilinear up-scaling, to begin with
-        up = [m for a, b in zip(widths[::-1], widths[-2::-1]) for m in _conv(a, b, 4, 2, transposed=True)]
+        up = [m for a, b in itertools.pairwise(widths[::-1]) for m in _conv(a, b, 4, 2, transposed=True)]
         self.head = nn.Sequential(*up, detail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,9 +74,7 @@ class ResidualGenerator(nn.Module):
         return blurred + self.head(self.blocks(self.stem(blurred)))
 
 
-def residual_generator(
-    blocks: int, width: int = 16, in_channels: int = 3, downsamplings: int = 1
-) -> ResidualGenerator:
+def residual_generator(blocks: int, width: int = 16, in_channels: int = 3, downsamplings: int = 1) -> ResidualGenerator:
     """A 2x super-resolution generator of ``blocks`` residual blocks, ``width * 2**downsamplings`` channels wide at
     the input's resolution halved ``downsamplings`` times: one for 32 px images (the blocks work at 16x16),
     StarGAN's two for 128 px ones."""
