@@ -153,6 +153,7 @@ def pipelines_cmd(name: str | None) -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override teacher.epochs.")
 @model_option("--model", "teacher.model", "The teacher to train")
 @limit_option
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from CKPT.train-state.pt.")
 @quiet_option
 @_handle_errors
 def train_teacher_cmd(
@@ -163,17 +164,19 @@ def train_teacher_cmd(
     epochs: int | None,
     model: str | None,
     limit: int | None,
+    resume: bool,
     quiet: bool,
 ) -> None:
     """Train a teacher with the standard CIFAR recipe (for users without a checkpoint).
 
     \b
     Example:  litcache train-teacher -p tiny -d ../shared/data/cifar10 -o runs/teacher.pt --epochs 2
+    After a crash, the same command with --resume continues from the last finished epoch.
     """
     from litcache.supervised import train_teacher
 
     cfg = resolve(pipeline, overrides, data, **{"teacher.epochs": epochs, "teacher.model": model})
-    record = train_teacher(cfg, output, limit=limit, show_progress=not quiet)
+    record = train_teacher(cfg, output, limit=limit, resume=resume, show_progress=not quiet)
     click.echo(f"teacher {cfg.teacher.model.describe()} -> {output} (last epoch loss {record['loss']:.4f})")
 
 

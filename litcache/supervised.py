@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -12,9 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from litcache.checkpoint import load_teacher, save_model
+from litcache.checkpoint import atomic_torch_save, load_teacher, read_weights_file, save_model
 from litcache.config import DataConfig, PipelineConfig, save_resolved
 from litcache.data import ImageSet, iter_views, load_images, to_unit_float
+from litcache.errors import CheckpointError, ConfigError
 from litcache.extract import resolve_device
 from litcache.loop import evaluate, train_one_epoch
 from litcache.models import build_model, describe, probe
@@ -40,6 +42,7 @@ def train_teacher(
     *,
     epochs: int | None = None,
     limit: int | None = None,
+    resume: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``cfg.teacher.model`` on the training split; save the checkpoint at ``out``.
@@ -47,6 +50,10 @@ def train_teacher(
     A classifier learns the labels (cross-entropy); an image-to-image model its ground truth, the input view
     itself (L1; the built-in generators see it down-scaled). Writes ``<out>.config.yaml`` (the resolved config) and
     ``<out>.metrics.jsonl`` beside it (and TensorBoard event files in ``<out>.tensorboard/``).
+
+    After every epoch the training state goes to ``<out>.train-state.pt`` (atomically); ``resume`` continues from
+    it, refusing one of another run, and ends where the uninterrupted run would have (each epoch's views and order
+    follow from the seed and the epoch). The state is removed once the checkpoint is written.
     """
     tc = cfg.teacher
     epochs = epochs or tc.epochs
@@ -62,7 +69,30 @@ def train_teacher(
     out.parent.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
     metrics_path = out.with_name(out.name + ".metrics.jsonl")
-    metrics_path.write_text("")
+    state_path = out.with_name(out.name + ".train-state.pt")
+    # what a state must match to be continued: the model, the recipe (epochs included), the data
+    identity: dict[str, Any] = {"teacher": dataclasses.asdict(tc) | {"epochs": epochs}}
+    identity = json.loads(json.dumps(identity | {"model": model.spec, "samples": len(images), "data": images.identity}))
+    start = 0
+    if resume and state_path.is_file():
+        state = read_weights_file(state_path)
+        if not isinstance(state, dict) or "optimizer" not in state:
+            raise CheckpointError(f"{state_path} is not a litcache teacher training state: start without --resume")
+        was = {**state.get("teacher", {}), **{k: state.get(k) for k in identity if k != "teacher"}}
+        now = {**identity["teacher"], **{k: v for k, v in identity.items() if k != "teacher"}}
+        differs = [f"{k} {was.get(k)} (now {now[k]})" for k in now if was.get(k) != now[k]]
+        if differs:
+            raise ConfigError(
+                f"{state_path} belongs to another teacher run: its {'; '.join(differs)}. Start again without "
+                "--resume, or resume with the settings it was started with"
+            )
+        model.load_state_dict(state["weights"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = state["epoch"] + 1
+        log.info("resuming %s at epoch %d", state_path, start + 1)
+    else:
+        metrics_path.write_text("")
     monitor = open_monitor(cfg.log, out.with_name(out.name + ".tensorboard"))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -72,7 +102,7 @@ def train_teacher(
         return {"loss": F.cross_entropy(out, y.to(device)) if classifier else F.l1_loss(out, x)}
 
     record: dict[str, Any] = {}
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
         model.train()
         batches = augmented_batches(images, cfg.data, tc.seed, epoch, tc.batch_size)
         record = {
@@ -95,9 +125,16 @@ def train_teacher(
         if monitor is not None:
             monitor.on_epoch(epoch, record)
         log.info("teacher epoch %d: loss %.4f", epoch, record["loss"])
+        state = {
+            "weights": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        }
+        atomic_torch_save({**identity, **state, "epoch": epoch}, state_path)
     if monitor is not None:
         monitor.close()
     save_model(model, out, epochs=epochs, samples=len(images), data=images.identity)
+    state_path.unlink(missing_ok=True)
     return record
 
 

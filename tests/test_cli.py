@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 import zarr
 from click.testing import CliRunner, Result
@@ -32,6 +33,34 @@ def assert_clean_error(result: Result, code: int, *fragments: str) -> None:
     assert "Error:" in result.output
     for fragment in fragments:
         assert fragment in result.output
+
+
+def test_train_teacher_resumes_to_the_uninterrupted_weights(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import litcache.supervised as supervised
+
+    args = ("train-teacher", "-p", "tiny", "-d", data_dir, "--limit", "16", "--epochs", "3", "-q")
+    ok(*args, "-o", tmp_path / "whole.pt")
+    assert not (tmp_path / "whole.pt.train-state.pt").exists()  # a finished run leaves only its checkpoint
+
+    real, calls = supervised.train_one_epoch, []
+
+    def dies_in_epoch_three(*a: object, **k: object) -> dict:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed in its last epoch
+        return real(*a, **k)
+
+    monkeypatch.setattr(supervised, "train_one_epoch", dies_in_epoch_three)
+    assert run(*args, "-o", tmp_path / "cut.pt").exit_code != 0
+    assert (tmp_path / "cut.pt.train-state.pt").is_file() and not (tmp_path / "cut.pt").exists()
+    monkeypatch.setattr(supervised, "train_one_epoch", real)
+    assert_clean_error(run(*args[:-2], "4", "-q", "-o", tmp_path / "cut.pt", "--resume"), 1, "its epochs 3 (now 4)")
+    ok(*args, "-o", tmp_path / "cut.pt", "--resume")
+    whole, cut = load_model(tmp_path / "whole.pt")[0].state_dict(), load_model(tmp_path / "cut.pt")[0].state_dict()
+    assert whole.keys() == cut.keys() and all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert len((tmp_path / "cut.pt.metrics.jsonl").read_text().splitlines()) == 3  # one record an epoch
 
 
 def test_train_teacher_extract_inspect_evaluate(data_dir: Path, tmp_path: Path) -> None:

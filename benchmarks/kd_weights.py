@@ -1,0 +1,105 @@
+"""Which KD weighting the CPU-sized pipelines use: both weightings, each at the learning rate it does best with.
+
+KD = label_weight * CE(labels) + soft_weight * T^2 * softCE(teacher). Two weightings are compared:
+
+- ``reference``: label 0.95, soft 0.05, as LIT's reference code (``AlphaDistillationLoss`` with alpha = 0.95);
+- ``strong``:    label 0.05, soft 0.95, the weighting litcache used before it was read against the reference.
+
+The soft weight acts partly as a learning-rate multiplier (T^2 = 36 scales its gradient), so each weighting gets its
+own learning rate: the KD-only variant (seed 0) runs on a doubling grid that grows past its end while the best
+rate sits at that end (at most ``--widen`` times); then every variant runs at each weighting's best rate, for every
+seed, through ``benchmarks/quality.py`` (same teacher, same cache, same views). ``kd.lr`` is ``train.lr / 5``.
+
+    python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
+
+Each quality.py run writes ``benchmarks/results/weights/<pipeline>-<weighting>-lr<lr>[-table].json``; a run whose
+file exists (for the same teacher) is not run again, so the comparison resumes across sessions from what was
+committed, and the work folder's ``runs.json`` resumes a run cut short within one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "weights"
+WEIGHTINGS = {"strong": (0.05, 0.95), "reference": (0.95, 0.05)}  # (label_weight, soft_weight)
+ALL_VARIANTS = ["scratch", "kd", "online-lit", "cached-lit", "cached-lit-combined"]
+
+
+def result_path(pipeline: str, weighting: str, lr: float, table: bool) -> Path:
+    return RESULTS / f"{pipeline}-{weighting}-lr{lr:g}{'-table' if table else ''}.json"
+
+
+def run(args: argparse.Namespace, weighting: str, lr: float, variants: list[str], seeds: list[int]) -> dict:
+    """One quality.py run (skipped when its result file exists for this teacher); returns {variant: accuracy}."""
+    table = variants != ["kd"]
+    out = result_path(args.pipeline, weighting, lr, table)
+    meta = out.with_suffix(".meta.json")
+    teacher = str(Path(args.teacher).resolve())
+    if not (out.is_file() and meta.is_file() and json.loads(meta.read_text())["teacher"]["checkpoint"] == teacher):
+        label, soft = WEIGHTINGS[weighting]
+        sets = {
+            "train.label_weight": label,
+            "train.soft_weight": soft,
+            "kd.label_weight": label,
+            "kd.soft_weight": soft,
+            "train.lr": lr,
+            "kd.lr": lr / 5,
+        }
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", args.pipeline]
+        cmd += ["--teacher", teacher, "--work", args.work, "--output", str(out), "--data", args.data]
+        cmd += ["--ir-epochs", str(args.ir_epochs), "--kd-epochs", str(args.kd_epochs)]
+        cmd += ["--seeds", *map(str, seeds), "--variants", *variants]
+        cmd += [a for k, v in sets.items() for a in ("--set", f"{k}={v:g}")]
+        if args.cache:
+            cmd += ["--cache", args.cache]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    return {r["name"]: r["accuracy"] for r in json.loads(out.read_text())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", required=True, help="the teacher checkpoint every run shares")
+    ap.add_argument("--pipeline", default="cifar10-resnet20-resnet8")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10"))
+    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "quality-r8"))
+    ap.add_argument("--cache", default=None, help="an existing complete cache (default: WORK/cache.zarr)")
+    ap.add_argument("--ir-epochs", type=int, default=2)
+    ap.add_argument("--kd-epochs", type=int, default=1)
+    ap.add_argument("--grid", type=float, nargs="+", default=[0.05, 0.1, 0.2], help="learning rates to start from")
+    ap.add_argument("--widen", type=int, default=2, help="grid extensions while the best rate is at an end")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the final tables")
+    ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=list(WEIGHTINGS))
+    ap.add_argument("--sweep-only", action="store_true", help="stop after the learning-rate sweeps")
+    args = ap.parse_args()
+
+    best: dict[str, float] = {}
+    for weighting in args.weightings:
+        grid = sorted(args.grid)
+        scores = {lr: run(args, weighting, lr, ["kd"], [0])["kd"] for lr in grid}
+        for _ in range(args.widen):
+            top = max(scores, key=scores.__getitem__)
+            if top == max(scores):
+                lr = top * 2
+            elif top == min(scores):
+                lr = top / 2
+            else:
+                break
+            scores[lr] = run(args, weighting, lr, ["kd"], [0])["kd"]
+        best[weighting] = max(scores, key=scores.__getitem__)
+        print(f"{weighting}: KD accuracy by learning rate {dict(sorted(scores.items()))}; best {best[weighting]:g}")
+    if args.sweep_only:
+        return
+    for weighting in args.weightings:
+        table = run(args, weighting, best[weighting], ALL_VARIANTS, args.seeds)
+        print(f"{weighting} at lr {best[weighting]:g}: {table}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
