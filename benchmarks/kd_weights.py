@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="an existing complete cache (default: WORK/cache.zarr)")
     ap.add_argument("--ir-epochs", type=int, default=2)
     ap.add_argument("--kd-epochs", type=int, default=1)
-    ap.add_argument("--grid", type=float, nargs="+", default=[0.05, 0.1, 0.2], help="learning rates to start from")
+    ap.add_argument("--grid", type=float, nargs="+", default=[0.1, 0.2, 0.4], help="learning rates to start from")
     ap.add_argument("--widen", type=int, default=2, help="grid extensions while the best rate is at an end")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the final tables")
     ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=list(WEIGHTINGS))
