@@ -33,7 +33,7 @@ import torch
 from numcodecs import Blosc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import DATA, WORK, cached_load_images, forward_only, timed_extract  # noqa: E402
+from run import DATA, RESULTS, WORK, cached_load_images, forward_only, timed_extract  # noqa: E402
 
 from litcache.checkpoint import load_model  # noqa: E402
 from litcache.config import load_pipeline  # noqa: E402
@@ -106,7 +106,7 @@ def unit_parts(teacher_path: str, cfg: Any, rows: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default=str(WORK / "quality" / "teacher-resnet20.pt"))
+    ap.add_argument("--teacher", default=str(RESULTS / "teachers" / "resnet20-cifar10.pt"))
     ap.add_argument("--images", type=int, default=1536, help="images x 2 views = rows extracted per variant")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()

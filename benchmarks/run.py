@@ -403,6 +403,7 @@ class Bench:
             candidates = [Path(self.args.teacher)]
         else:  # the most trained of those at hand (quality.py's teacher included)
             found = [*WORK.glob("teacher-resnet20*.pt"), *WORK.glob("quality/teacher-resnet20*.pt")]
+            found += [*(RESULTS / "teachers").glob("resnet20-*.pt")]  # the committed quality teacher
             candidates = sorted(found, key=lambda p: -_training_amount(p))
         info: dict[str, Any] = {"candidates": [str(p.relative_to(ROOT)) for p in candidates if p.is_relative_to(ROOT)]}
         path = next((p for p in candidates if p.is_file()), None)
