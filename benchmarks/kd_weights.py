@@ -12,9 +12,10 @@ seed, through ``benchmarks/quality.py`` (same teacher, same cache, same views). 
 
     python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
 
-Each quality.py run writes ``benchmarks/results/weights/<pipeline>-<weighting>-lr<lr>[-table].json``; a run whose
-file exists (for the same teacher) is not run again, so the comparison resumes across sessions from what was
-committed, and the work folder's ``runs.json`` resumes a run cut short within one.
+Each quality.py run writes ``benchmarks/results/weights/<pipeline>-<weighting>-lr<lr>.json`` (the sweep) or
+``...-lr<lr>-<variant>.json`` (a variant of the tables, every seed); a run whose file exists (for the same
+teacher) is not run again, so the comparison resumes across sessions from what was committed, and the work
+folder's ``runs.json`` resumes a run cut short within one.
 """
 
 from __future__ import annotations
@@ -28,17 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "weights"
 WEIGHTINGS = {"strong": (0.05, 0.95), "reference": (0.95, 0.05)}  # (label_weight, soft_weight)
-ALL_VARIANTS = ["scratch", "kd", "online-lit", "cached-lit", "cached-lit-combined"]
+ALL_VARIANTS = ["kd", "cached-lit", "cached-lit-combined", "online-lit", "scratch"]  # most telling first
 
 
-def result_path(pipeline: str, weighting: str, lr: float, table: bool) -> Path:
-    return RESULTS / f"{pipeline}-{weighting}-lr{lr:g}{'-table' if table else ''}.json"
+def result_path(pipeline: str, weighting: str, lr: float, variant: str | None) -> Path:
+    return RESULTS / f"{pipeline}-{weighting}-lr{lr:g}{f'-{variant}' if variant else ''}.json"
 
 
-def run(args: argparse.Namespace, weighting: str, lr: float, variants: list[str], seeds: list[int]) -> dict:
-    """One quality.py run (skipped when its result file exists for this teacher); returns {variant: accuracy}."""
-    table = variants != ["kd"]
-    out = result_path(args.pipeline, weighting, lr, table)
+def run(args: argparse.Namespace, weighting: str, lr: float, variant: str, seeds: list[int], table: bool) -> dict:
+    """One quality.py run of one variant (skipped when its result file exists for this teacher); returns its row."""
+    out = result_path(args.pipeline, weighting, lr, variant if table else None)
     meta = out.with_suffix(".meta.json")
     teacher = str(Path(args.teacher).resolve())
     if not (out.is_file() and meta.is_file() and json.loads(meta.read_text())["teacher"]["checkpoint"] == teacher):
@@ -54,13 +54,13 @@ def run(args: argparse.Namespace, weighting: str, lr: float, variants: list[str]
         cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", args.pipeline]
         cmd += ["--teacher", teacher, "--work", args.work, "--output", str(out), "--data", args.data]
         cmd += ["--ir-epochs", str(args.ir_epochs), "--kd-epochs", str(args.kd_epochs)]
-        cmd += ["--seeds", *map(str, seeds), "--variants", *variants]
+        cmd += ["--seeds", *map(str, seeds), "--variants", variant]
         cmd += [a for k, v in sets.items() for a in ("--set", f"{k}={v:g}")]
         if args.cache:
             cmd += ["--cache", args.cache]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-    return {r["name"]: r["accuracy"] for r in json.loads(out.read_text())}
+    return json.loads(out.read_text())[0]
 
 
 def main() -> None:
@@ -82,7 +82,7 @@ def main() -> None:
     best: dict[str, float] = {}
     for weighting in args.weightings:
         grid = sorted(args.grid)
-        scores = {lr: run(args, weighting, lr, ["kd"], [0])["kd"] for lr in grid}
+        scores = {lr: run(args, weighting, lr, "kd", [0], table=False)["accuracy"] for lr in grid}
         for _ in range(args.widen):
             top = max(scores, key=scores.__getitem__)
             if top == max(scores):
@@ -91,14 +91,16 @@ def main() -> None:
                 lr = top / 2
             else:
                 break
-            scores[lr] = run(args, weighting, lr, ["kd"], [0])["kd"]
+            scores[lr] = run(args, weighting, lr, "kd", [0], table=False)["accuracy"]
         best[weighting] = max(scores, key=scores.__getitem__)
         print(f"{weighting}: KD accuracy by learning rate {dict(sorted(scores.items()))}; best {best[weighting]:g}")
     if args.sweep_only:
         return
-    for weighting in args.weightings:
-        table = run(args, weighting, best[weighting], ALL_VARIANTS, args.seeds)
-        print(f"{weighting} at lr {best[weighting]:g}: {table}", flush=True)
+    for variant in ALL_VARIANTS:  # variant by variant, both weightings, so a cut-short session leaves pairs
+        for weighting in args.weightings:
+            row = run(args, weighting, best[weighting], variant, args.seeds, table=True)
+            per_seed = " / ".join(f"{a:.4f}" for a in row["accuracy_per_seed"])
+            print(f"{weighting} at lr {best[weighting]:g}, {variant}: {row['accuracy']:.4f} ({per_seed})", flush=True)
 
 
 if __name__ == "__main__":
