@@ -34,9 +34,9 @@ import torch
 
 from litcache.checkpoint import save_model
 from litcache.config import PipelineConfig, load_pipeline
-from litcache.data import eval_batches, load_images, to_unit_float
+from litcache.data import load_images
 from litcache.extract import extract
-from litcache.loop import score
+from litcache.loop import evaluate
 from litcache.models import build_model
 from litcache.store import open_cache
 from litcache.students import assemble_student
@@ -96,14 +96,8 @@ def degraded_input_scores(cfg: PipelineConfig, test_limit: int | None) -> dict[s
     degrade = getattr(net, "degrade", None)
     if degrade is None:
         return None
-    images = load_images(cfg.data, "test", test_limit)
-    sums: dict[str, float] = {}
-    with torch.no_grad():
-        for x_uint8, labels in eval_batches(images, 500):
-            x = to_unit_float(x_uint8)
-            for key, value in score(degrade(x), x, labels).items():
-                sums[key] = sums.get(key, 0.0) + value
-    return {k: v / len(images) for k, v in sums.items()}
+    scores = evaluate(degrade, load_images(cfg.data, "test", test_limit), torch.device("cpu"))
+    return {k: v for k, v in scores.items() if k != "samples"}
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ import torch
 
 from litcache.data import ImageSet, eval_batches, to_unit_float
 from litcache.metrics import psnr, ssim
-from litcache.models import SectionedModel
 from litcache.monitor import Monitor
 from litcache.progress import progress_bar
 
@@ -66,7 +65,7 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(
-    model: SectionedModel,
+    model: torch.nn.Module,
     images: ImageSet,
     device: torch.device,
     batch_size: int = 500,
