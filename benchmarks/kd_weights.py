@@ -10,6 +10,11 @@ own learning rate: the KD-only variant (seed 0) runs on a doubling grid that gro
 rate sits at that end (at most ``--widen`` times); then every variant runs at each weighting's best rate, for every
 seed, through ``benchmarks/quality.py`` (same teacher, same cache, same views). ``kd.lr`` is ``train.lr / 5``.
 
+The IR loss (a mean squared error on activations) carries no T^2 scale, so the rate that suits KD need not suit
+LIT's sections stage: with ``--sections-grid``, cached LIT (seed 0) runs at each of those section rates too, the KD
+pass and the baselines keeping theirs, and the LIT variants of the tables take the best of them (the KD rate
+included, from its table's seed 0).
+
     python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
 
 Each quality.py run writes ``benchmarks/results/weights/<pipeline>-<weighting>-lr<lr>.json`` (the sweep) or
@@ -29,16 +34,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "weights"
 WEIGHTINGS = {"strong": (0.05, 0.95), "reference": (0.95, 0.05)}  # (label_weight, soft_weight)
+BASELINES = ("scratch", "kd")
 ALL_VARIANTS = ["kd", "cached-lit", "cached-lit-combined", "online-lit", "scratch"]  # most telling first
 
 
-def result_path(pipeline: str, weighting: str, lr: float, variant: str | None) -> Path:
-    return RESULTS / f"{pipeline}-{weighting}-lr{lr:g}{f'-{variant}' if variant else ''}.json"
+def result_path(
+    pipeline: str, weighting: str, lr: float, variant: str | None, sections_lr: float | None = None
+) -> Path:
+    slr = f"-slr{sections_lr:g}" if sections_lr is not None and sections_lr != lr else ""
+    return RESULTS / f"{pipeline}-{weighting}-lr{lr:g}{slr}{f'-{variant}' if variant else ''}.json"
 
 
-def run(args: argparse.Namespace, weighting: str, lr: float, variant: str, seeds: list[int], table: bool) -> dict:
-    """One quality.py run of one variant (skipped when its result file exists for this teacher); returns its row."""
-    out = result_path(args.pipeline, weighting, lr, variant if table else None)
+def run(
+    args: argparse.Namespace,
+    weighting: str,
+    lr: float,
+    variant: str,
+    seeds: list[int],
+    table: bool,
+    sections_lr: float | None = None,
+) -> dict:
+    """One quality.py run of one variant (skipped when its result file exists for this teacher); returns its row.
+
+    ``sections_lr`` is the LIT variants' sections rate; the baselines have no sections and ignore it."""
+    if variant in BASELINES:
+        sections_lr = None
+    out = result_path(args.pipeline, weighting, lr, variant if table else None, sections_lr)
     meta = out.with_suffix(".meta.json")
     teacher = str(Path(args.teacher).resolve())
     if not (out.is_file() and meta.is_file() and json.loads(meta.read_text())["teacher"]["checkpoint"] == teacher):
@@ -56,6 +77,8 @@ def run(args: argparse.Namespace, weighting: str, lr: float, variant: str, seeds
         cmd += ["--ir-epochs", str(args.ir_epochs), "--kd-epochs", str(args.kd_epochs)]
         cmd += ["--seeds", *map(str, seeds), "--variants", variant]
         cmd += [a for k, v in sets.items() for a in ("--set", f"{k}={v:g}")]
+        if sections_lr is not None and sections_lr != lr:
+            cmd += ["--sections-lr", f"{sections_lr:g}"]
         if args.cache:
             cmd += ["--cache", args.cache]
         print("$", " ".join(cmd), flush=True)
@@ -74,6 +97,13 @@ def main() -> None:
     ap.add_argument("--kd-epochs", type=int, default=1)
     ap.add_argument("--grid", type=float, nargs="+", default=[0.1, 0.2, 0.4], help="learning rates to start from")
     ap.add_argument("--widen", type=int, default=2, help="grid extensions while the best rate is at an end")
+    ap.add_argument(
+        "--sections-grid",
+        type=float,
+        nargs="*",
+        default=[0.05, 0.1, 0.2],
+        help="learning rates of LIT's sections stage to try beside the KD rate (none: the KD rate alone)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the final tables")
     ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=list(WEIGHTINGS))
     ap.add_argument("--sweep-only", action="store_true", help="stop after the learning-rate sweeps")
@@ -96,11 +126,20 @@ def main() -> None:
         print(f"{weighting}: KD accuracy by learning rate {dict(sorted(scores.items()))}; best {best[weighting]:g}")
     if args.sweep_only:
         return
+    sections: dict[str, float] = {}
+    for weighting in args.weightings:
+        lr = best[weighting]
+        scores = {lr: run(args, weighting, lr, "cached-lit", args.seeds, table=True)["accuracy_per_seed"][0]}
+        for slr in args.sections_grid:
+            scores[slr] = run(args, weighting, lr, "cached-lit", [0], table=False, sections_lr=slr)["accuracy"]
+        sections[weighting] = max(scores, key=scores.__getitem__)
+        print(f"{weighting}: cached LIT by sections rate {dict(sorted(scores.items()))}; best {sections[weighting]:g}")
     for variant in ALL_VARIANTS:  # variant by variant, both weightings, so a cut-short session leaves pairs
         for weighting in args.weightings:
-            row = run(args, weighting, best[weighting], variant, args.seeds, table=True)
+            lr, slr = best[weighting], sections[weighting]
+            row = run(args, weighting, lr, variant, args.seeds, table=True, sections_lr=slr)
             per_seed = " / ".join(f"{a:.4f}" for a in row["accuracy_per_seed"])
-            print(f"{weighting} at lr {best[weighting]:g}, {variant}: {row['accuracy']:.4f} ({per_seed})", flush=True)
+            print(f"{weighting} at lr {lr:g} (sections {slr:g}), {variant}: {row['accuracy']:.4f} ({per_seed})")
 
 
 if __name__ == "__main__":
