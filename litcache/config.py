@@ -7,6 +7,7 @@ unknown key anywhere is an error that names the key and lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -336,6 +337,9 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is ModelConfig and isinstance(value, str):
@@ -356,6 +360,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string; a user means the number
     _check(
         isinstance(value, tp) and not (tp is int and isinstance(value, bool)),
         f"{where} must be {tp.__name__}, got {value!r}",

@@ -89,6 +89,17 @@ def test_malformed_override_is_an_error(item: str) -> None:
         parse_override(item)
 
 
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    # YAML 1.1 reads 5e-4 as a string; in a float setting it means the number, from --set and from a file alike
+    cfg = load_pipeline("tiny", ["teacher.weight_decay=5e-4", "train.lr=1E-2", "kd.lr=+2.5e-3"])
+    assert (cfg.teacher.weight_decay, cfg.train.lr, cfg.kd.lr) == (5e-4, 1e-2, 2.5e-3)
+    path = tmp_path / "p.yaml"
+    path.write_text("train:\n  weight_decay: 1e-4\n")
+    assert load_pipeline(str(path)).train.weight_decay == 1e-4
+    with pytest.raises(ConfigError, match="train.lr must be float"):
+        load_pipeline("tiny", ["train.lr=fast"])  # other strings still fail, naming the key
+
+
 def test_precedence_defaults_then_file_then_overrides(tmp_path: Path) -> None:
     defaults = load_pipeline(None)
     assert defaults == PipelineConfig()
