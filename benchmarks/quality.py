@@ -49,6 +49,7 @@ SHARED = ROOT.parent / "shared" / "data" / "cifar10"
 VARIANTS = ("scratch", "kd", "online-lit", "cached-lit", "cached-lit-combined")
 EXTRA_VARIANTS = ("online-lit-combined",)
 BETA_COMBINED = 0.75  # LIT's reference code
+AFTER_IR = "student-after-ir.pt"  # an IR-then-KD variant's student before its KD pass
 METRICS = ("accuracy", "psnr", "ssim")  # what evaluate_checkpoint reports: a classifier's, an image model's
 
 
@@ -93,6 +94,8 @@ def train_variant(
     elif name in ("online-lit", "cached-lit"):
         online = teacher if name == "online-lit" else None
         train_sections(cfg, cache, out / "sections", epochs=ir_epochs, teacher_path=online, **q)
+        # the student the IR stage alone gives (stem and head the teacher's): what the KD pass starts from
+        save_model(assemble_student(open_cache(cache), out / "sections"), out / AFTER_IR, mode=name)
         train_end_to_end(cfg, cache, ckpt, sections_dir=out / "sections", epochs=kd_epochs, teacher_path=online, **q)
     elif name in ("cached-lit-combined", "online-lit-combined"):
         online = teacher if name == "online-lit-combined" else None
@@ -234,13 +237,20 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 result = evaluate_checkpoint(ckpt, cfg, test_limit)
                 done[key] = {**{m: result[m] for m in metrics}, "seconds": seconds}
+                after_ir = Path(ckpt).with_name(AFTER_IR)
+                if after_ir.is_file():
+                    done[key][f"{metric}_after_ir"] = evaluate_checkpoint(after_ir, cfg, test_limit)[metric]
                 done_path.write_text(json.dumps(done, indent=2))
             per_seed.append(done[key])
+            after_ir = per_seed[-1].get(f"{metric}_after_ir")
             print(
-                f"{name:<22} seed {seed}: {metric} {per_seed[-1][metric]:.4f} in {done[key]['seconds']:.0f}s",
+                f"{name:<22} seed {seed}: {metric} {per_seed[-1][metric]:.4f} in {done[key]['seconds']:.0f}s"
+                + (f" ({after_ir:.4f} after the IR stage, before KD)" if after_ir is not None else ""),
                 flush=True,
             )
         values = {m: [r[m] for r in per_seed] for m in metrics}
+        if all(f"{metric}_after_ir" in r for r in per_seed):
+            values[f"{metric}_after_ir"] = [r[f"{metric}_after_ir"] for r in per_seed]
         rows.append(
             {
                 "name": name,
