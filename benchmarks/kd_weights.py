@@ -11,9 +11,10 @@ rate sits at that end (at most ``--widen`` times); then every variant runs at ea
 seed, through ``benchmarks/quality.py`` (same teacher, same cache, same views). ``kd.lr`` is ``train.lr / 5``.
 
 The IR loss (a mean squared error on activations) carries no T^2 scale, so the rate that suits KD need not suit
-LIT's sections stage: with ``--sections-grid``, cached LIT (seed 0) runs at each of those section rates too, the KD
-pass and the baselines keeping theirs, and the LIT variants of the tables take the best of them (the KD rate
-included, from its table's seed 0).
+LIT's sections stage: with ``--sections-grid``, cached LIT (seed 0) runs at each of those section rates too (widened
+while the best sits at an end), the KD pass and the baselines keeping theirs, and the LIT variants of the tables
+take the best of them (the KD rate included, from its table's seed 0). The IR stage never sees the KD weights
+(beta = 0), so this sweep runs under the first weighting only.
 
     python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
 
@@ -126,14 +127,22 @@ def main() -> None:
         print(f"{weighting}: KD accuracy by learning rate {dict(sorted(scores.items()))}; best {best[weighting]:g}")
     if args.sweep_only:
         return
-    sections: dict[str, float] = {}
-    for weighting in args.weightings:
-        lr = best[weighting]
-        scores = {lr: run(args, weighting, lr, "cached-lit", args.seeds, table=True)["accuracy_per_seed"][0]}
-        for slr in args.sections_grid:
-            scores[slr] = run(args, weighting, lr, "cached-lit", [0], table=False, sections_lr=slr)["accuracy"]
-        sections[weighting] = max(scores, key=scores.__getitem__)
-        print(f"{weighting}: cached LIT by sections rate {dict(sorted(scores.items()))}; best {sections[weighting]:g}")
+    # The IR stage trains with beta = 0: the KD weights never reach it, so its rate is swept once, under the first
+    # weighting, and both weightings' LIT variants take it.
+    first = args.weightings[0]
+    lr = best[first]
+    scores = {lr: run(args, first, lr, "cached-lit", args.seeds, table=True)["accuracy_per_seed"][0]}
+    for slr in args.sections_grid:
+        scores[slr] = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=slr)["accuracy"]
+    for _ in range(args.widen if args.sections_grid else 0):
+        top = max(scores, key=scores.__getitem__)
+        if top not in (min(scores), max(scores)) or top == lr:
+            break
+        slr = top / 2 if top == min(scores) else top * 2
+        scores[slr] = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=slr)["accuracy"]
+    sections_lr = max(scores, key=scores.__getitem__)
+    print(f"{first}: cached LIT by sections rate {dict(sorted(scores.items()))}; best {sections_lr:g}", flush=True)
+    sections = dict.fromkeys(args.weightings, sections_lr)
     for variant in ALL_VARIANTS:  # variant by variant, both weightings, so a cut-short session leaves pairs
         for weighting in args.weightings:
             lr, slr = best[weighting], sections[weighting]
