@@ -14,7 +14,8 @@ The IR loss (a mean squared error on activations) carries no T^2 scale, so the r
 LIT's sections stage: with ``--sections-grid``, cached LIT (seed 0) runs at each of those section rates too (widened
 while the best sits at an end), the KD pass and the baselines keeping theirs, and the LIT variants of the tables
 take the best of them (the KD rate included, from its table's seed 0). The IR stage never sees the KD weights
-(beta = 0), so this sweep runs under the first weighting only.
+(beta = 0), so this sweep runs under the first weighting only. Then the KD pass that ends IR-then-KD LIT runs at
+``--kd-pass-grid`` fractions of the KD rate beside lr / 5 (cached LIT, seed 0, the best sections rate).
 
     python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
 
@@ -36,14 +37,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "weights"
 WEIGHTINGS = {"strong": (0.05, 0.95), "reference": (0.95, 0.05)}  # (label_weight, soft_weight)
 BASELINES = ("scratch", "kd")
+IR_THEN_KD = ("cached-lit", "online-lit")
 ALL_VARIANTS = ["kd", "cached-lit", "cached-lit-combined", "online-lit", "scratch"]  # most telling first
 
 
 def result_path(
-    pipeline: str, weighting: str, lr: float, variant: str | None, sections_lr: float | None = None
+    pipeline: str,
+    weighting: str,
+    lr: float,
+    variant: str | None,
+    sections_lr: float | None = None,
+    kd_lr: float | None = None,
 ) -> Path:
     slr = f"-slr{sections_lr:g}" if sections_lr is not None and sections_lr != lr else ""
-    return RESULTS / f"{pipeline}-{weighting}-lr{lr:g}{slr}{f'-{variant}' if variant else ''}.json"
+    kdlr = f"-kdlr{kd_lr:g}" if kd_lr is not None and kd_lr != lr / 5 else ""
+    return RESULTS / f"{pipeline}-{weighting}-lr{lr:g}{slr}{kdlr}{f'-{variant}' if variant else ''}.json"
 
 
 def run(
@@ -54,13 +62,17 @@ def run(
     seeds: list[int],
     table: bool,
     sections_lr: float | None = None,
+    kd_lr: float | None = None,
 ) -> dict:
     """One quality.py run of one variant (skipped when its result file exists for this teacher); returns its row.
 
-    ``sections_lr`` is the LIT variants' sections rate; the baselines have no sections and ignore it."""
+    ``sections_lr`` is the LIT variants' sections rate (the baselines have no sections and ignore it), ``kd_lr``
+    the rate of the KD pass that ends an IR-then-KD variant (default ``lr / 5``; the others have no KD pass)."""
     if variant in BASELINES:
         sections_lr = None
-    out = result_path(args.pipeline, weighting, lr, variant if table else None, sections_lr)
+    if variant not in IR_THEN_KD:
+        kd_lr = None
+    out = result_path(args.pipeline, weighting, lr, variant if table else None, sections_lr, kd_lr)
     meta = out.with_suffix(".meta.json")
     teacher = str(Path(args.teacher).resolve())
     if not (out.is_file() and meta.is_file() and json.loads(meta.read_text())["teacher"]["checkpoint"] == teacher):
@@ -71,7 +83,7 @@ def run(
             "kd.label_weight": label,
             "kd.soft_weight": soft,
             "train.lr": lr,
-            "kd.lr": lr / 5,
+            "kd.lr": kd_lr if kd_lr is not None else lr / 5,
         }
         cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", args.pipeline]
         cmd += ["--teacher", teacher, "--work", args.work, "--output", str(out), "--data", args.data]
@@ -104,6 +116,13 @@ def main() -> None:
         nargs="*",
         default=[0.05, 0.1, 0.2],
         help="learning rates of LIT's sections stage to try beside the KD rate (none: the KD rate alone)",
+    )
+    ap.add_argument(
+        "--kd-pass-grid",
+        type=float,
+        nargs="*",
+        default=[0.5, 1.0],
+        help="rates of the KD pass after the IR stage to try, as fractions of the KD rate, beside 1/5",
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the final tables")
     ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=list(WEIGHTINGS))
@@ -142,14 +161,18 @@ def main() -> None:
         scores[slr] = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=slr)["accuracy"]
     sections_lr = max(scores, key=scores.__getitem__)
     print(f"{first}: cached LIT by sections rate {dict(sorted(scores.items()))}; best {sections_lr:g}", flush=True)
-    sections = dict.fromkeys(args.weightings, sections_lr)
+    # then the KD pass that follows the IR stage: its rate (a fine-tuning rate, lr / 5 so far) against larger ones
+    kd_scores = {lr / 5: scores[sections_lr]}
+    for fraction in args.kd_pass_grid:
+        kd_lr = lr * fraction
+        if kd_lr not in kd_scores:
+            row = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=sections_lr, kd_lr=kd_lr)
+            kd_scores[kd_lr] = row["accuracy"]
+    kd_pass_lr = max(kd_scores, key=kd_scores.__getitem__)
+    print(f"{first}: cached LIT by KD-pass rate {dict(sorted(kd_scores.items()))}; best {kd_pass_lr:g}", flush=True)
     for variant in ALL_VARIANTS:  # variant by variant, both weightings, so a cut-short session leaves pairs
         for weighting in args.weightings:
-            lr, slr = best[weighting], sections[weighting]
-            row = run(args, weighting, lr, variant, args.seeds, table=True, sections_lr=slr)
+            lr = best[weighting]
+            row = run(args, weighting, lr, variant, args.seeds, True, sections_lr, kd_pass_lr * lr / best[first])
             per_seed = " / ".join(f"{a:.4f}" for a in row["accuracy_per_seed"])
-            print(f"{weighting} at lr {lr:g} (sections {slr:g}), {variant}: {row['accuracy']:.4f} ({per_seed})")
-
-
-if __name__ == "__main__":
-    main()
+            print(f"{weighting} at lr {lr:g} (sections {sections_lr:g}), {variant}: {row['accuracy']:.4f} ({per_seed})")
