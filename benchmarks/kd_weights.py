@@ -176,3 +176,7 @@ def main() -> None:
             row = run(args, weighting, lr, variant, args.seeds, True, sections_lr, kd_pass_lr * lr / best[first])
             per_seed = " / ".join(f"{a:.4f}" for a in row["accuracy_per_seed"])
             print(f"{weighting} at lr {lr:g} (sections {sections_lr:g}), {variant}: {row['accuracy']:.4f} ({per_seed})")
+
+
+if __name__ == "__main__":
+    main()
