@@ -15,7 +15,8 @@ LIT's sections stage: with ``--sections-grid``, cached LIT (seed 0) runs at each
 while the best sits at an end), the KD pass and the baselines keeping theirs, and the LIT variants of the tables
 take the best of them (the KD rate included, from its table's seed 0). The IR stage never sees the KD weights
 (beta = 0), so this sweep runs under the first weighting only. Then the KD pass that ends IR-then-KD LIT runs at
-``--kd-pass-grid`` fractions of the KD rate beside lr / 5 (cached LIT, seed 0, the best sections rate).
+``--kd-pass-grid`` fractions of the KD rate beside lr / 5 (cached LIT, seed 0, the best sections rate), widened
+the same way.
 
     python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
 
@@ -168,6 +169,13 @@ def main() -> None:
         if kd_lr not in kd_scores:
             row = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=sections_lr, kd_lr=kd_lr)
             kd_scores[kd_lr] = row["accuracy"]
+    for _ in range(args.widen if args.kd_pass_grid else 0):
+        top = max(kd_scores, key=kd_scores.__getitem__)
+        if top not in (min(kd_scores), max(kd_scores)):
+            break
+        kd_lr = top / 2 if top == min(kd_scores) else top * 2
+        row = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=sections_lr, kd_lr=kd_lr)
+        kd_scores[kd_lr] = row["accuracy"]
     kd_pass_lr = max(kd_scores, key=kd_scores.__getitem__)
     print(f"{first}: cached LIT by KD-pass rate {dict(sorted(kd_scores.items()))}; best {kd_pass_lr:g}", flush=True)
     for variant in ALL_VARIANTS:  # variant by variant, both weightings, so a cut-short session leaves pairs
