@@ -20,6 +20,11 @@ the same way.
 
     python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
 
+Another pair's tables at the rates these sweeps chose (no sweeps), e.g. the ResNet-56 -> ResNet-20 one:
+
+    python benchmarks/kd_weights.py --pipeline cifar10-resnet56-resnet20 --teacher T56.pt --weightings strong \
+        --rates 0.4 0.05 0.04 --ir-epochs 4 --kd-epochs 2 --set train.weight_decay=5e-4 --work W
+
 Each quality.py run writes ``benchmarks/results/weights/<pipeline>-<weighting>-lr<lr>.json`` (the sweep) or
 ``...-lr<lr>-<variant>.json`` (a variant of the tables, every seed); a run whose file exists (for the same
 teacher) is not run again, so the comparison resumes across sessions from what was committed, and the work
@@ -90,6 +95,7 @@ def run(
         cmd += ["--teacher", teacher, "--work", args.work, "--output", str(out), "--data", args.data]
         cmd += ["--ir-epochs", str(args.ir_epochs), "--kd-epochs", str(args.kd_epochs)]
         cmd += ["--seeds", *map(str, seeds), "--variants", variant]
+        cmd += [a for item in args.overrides for a in ("--set", item)]  # the pipeline's, before this comparison's
         cmd += [a for k, v in sets.items() for a in ("--set", f"{k}={v:g}")]
         if sections_lr is not None and sections_lr != lr:
             cmd += ["--sections-lr", f"{sections_lr:g}"]
@@ -128,8 +134,29 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the final tables")
     ap.add_argument("--weightings", nargs="+", default=list(WEIGHTINGS), choices=list(WEIGHTINGS))
     ap.add_argument("--sweep-only", action="store_true", help="stop after the learning-rate sweeps")
+    ap.add_argument(
+        "--rates",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("LR", "SECTIONS_LR", "KD_PASS_LR"),
+        help="skip the sweeps: the tables at these rates (every weighting), e.g. rates another pair's sweeps chose",
+    )
+    ap.add_argument("--variants", nargs="+", default=ALL_VARIANTS, choices=ALL_VARIANTS, help="variants of the tables")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every run (the weights and rates above are set after it)",
+    )
     args = ap.parse_args()
 
+    if args.rates:
+        lr, sections_lr, kd_pass_lr = args.rates
+        tables(args, dict.fromkeys(args.weightings, lr), sections_lr, kd_pass_lr)
+        return
     best: dict[str, float] = {}
     for weighting in args.weightings:
         grid = sorted(args.grid)
@@ -178,10 +205,16 @@ def main() -> None:
         kd_scores[kd_lr] = row["accuracy"]
     kd_pass_lr = max(kd_scores, key=kd_scores.__getitem__)
     print(f"{first}: cached LIT by KD-pass rate {dict(sorted(kd_scores.items()))}; best {kd_pass_lr:g}", flush=True)
-    for variant in ALL_VARIANTS:  # variant by variant, both weightings, so a cut-short session leaves pairs
+    tables(args, best, sections_lr, kd_pass_lr)
+
+
+def tables(args: argparse.Namespace, best: dict[str, float], sections_lr: float, kd_pass_lr: float) -> None:
+    """Every variant at each weighting's rate, all seeds: variant by variant, both weightings in turn, so a session
+    cut short leaves comparable pairs."""
+    for variant in args.variants:
         for weighting in args.weightings:
             lr = best[weighting]
-            row = run(args, weighting, lr, variant, args.seeds, True, sections_lr, kd_pass_lr * lr / best[first])
+            row = run(args, weighting, lr, variant, args.seeds, True, sections_lr, kd_pass_lr)
             per_seed = " / ".join(f"{a:.4f}" for a in row["accuracy_per_seed"])
             print(f"{weighting} at lr {lr:g} (sections {sections_lr:g}), {variant}: {row['accuracy']:.4f} ({per_seed})")
 
