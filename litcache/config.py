@@ -236,6 +236,9 @@ class TrainConfig:
     student: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet8"))
     epochs: int = 4
     lr: float = 0.05
+    # the baselines' rate (KD only, labels only: a fresh student, end to end); None: lr. LIT's sections and a KD
+    # baseline from scratch do best at different rates (BENCHMARKS.md), so each gets its own
+    baseline_lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
@@ -251,6 +254,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(
+            self.baseline_lr is None or self.baseline_lr > 0,
+            f"train.baseline_lr must be > 0 (or null: train.lr), got {self.baseline_lr}",
+        )
         _check(0.0 <= self.beta <= 1.0, f"train.beta must be in [0, 1], got {self.beta}")
         _check_kd_weights("train", self.label_weight, self.soft_weight)
         _check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")

@@ -15,6 +15,7 @@ and frozen, as in LIT (:mod:`litcache.students`); the loss of one batch is :clas
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -289,8 +290,9 @@ def train_end_to_end(
 ) -> list[dict[str, Any]]:
     """The KD pass (from ``sections_dir``), or a baseline from a fresh student: KD only, or ``labels_only``.
 
-    Baselines take their optimiser settings (lr, momentum, weight decay, schedule) from ``cfg.train``, like a
-    LIT student's sections; the KD pass takes them from ``cfg.kd``. The KD pass continues the run's view counter
+    Baselines take their optimiser settings (momentum, weight decay, schedule) from ``cfg.train``, like a LIT
+    student's sections, and their rate from ``train.baseline_lr`` (``train.lr`` when unset); the KD pass takes
+    them from ``cfg.kd``. The KD pass continues the run's view counter
     where the sections' training stopped (after N section epochs it reads views N, N+1, ...); a baseline starts
     at view 0. Writes a standalone checkpoint ``out`` (architecture + weights, usable without the cache) and
     ``out.metrics.jsonl`` beside it (and TensorBoard event files in ``out.tensorboard/``).
@@ -315,8 +317,9 @@ def train_end_to_end(
     metrics = out.with_name(out.name + ".metrics.jsonl")
     if not resume and metrics.exists():
         metrics.unlink()
-    # the KD pass fine-tunes trained sections (kd.lr); a baseline learns from scratch with the students' train.lr
-    opt_cfg = kc if sections_dir is not None else cfg.train
+    # the KD pass fine-tunes trained sections (kd.lr); a baseline learns from scratch (train.baseline_lr)
+    tc = cfg.train
+    opt_cfg = kc if sections_dir is not None else dataclasses.replace(tc, lr=tc.baseline_lr or tc.lr)
     tensorboard = out.with_name(out.name + ".tensorboard")
     with monitored(cfg.log, tensorboard, is_main_process(), fresh=not resume) as monitor:
         records = _fit(

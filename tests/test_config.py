@@ -135,6 +135,8 @@ def test_int_is_accepted_for_a_float_and_lists_for_tuples() -> None:
         ("store.bitround_keepbits=11", "store.bitround_keepbits"),
         ("train.beta=1.5", "train.beta"),
         ("train.temperature=0", "train.temperature"),
+        ("train.lr=0", "train.lr"),
+        ("train.baseline_lr=-0.1", "train.baseline_lr"),
         ("teacher.schedule=linear", "teacher.schedule"),
         ("teacher.epochs=abc", "teacher.epochs"),
         ("teacher.epochs=true", "teacher.epochs"),

@@ -298,6 +298,29 @@ def test_kd_baselines_write_checkpoints(orphan_cache: dict[str, Path], tmp_path:
     assert not torch.equal(model.net.conv1.weight, frozen["net.conv1.weight"])  # a baseline learns its own stem
 
 
+@pytest.mark.parametrize("baseline_lr", [None, 0.4])
+def test_baselines_train_at_their_own_rate(
+    make_cfg: Callable[..., PipelineConfig],
+    cache_path: Path,
+    one_pass: dict[str, Any],
+    tmp_path: Path,
+    baseline_lr: float | None,
+) -> None:
+    # cosine over 2 epochs: the first epoch ends at half the starting rate
+    sets = [*TRAIN_SETTINGS, "train.lr=0.05", "kd.lr=0.01", f"train.baseline_lr={baseline_lr or 'null'}"]
+    cfg = make_cfg(*sets)
+    for labels_only in (False, True):
+        out = tmp_path / f"baseline-{labels_only}.pt"
+        records = litcache.train.train_end_to_end(
+            cfg, str(cache_path), out, labels_only=labels_only, epochs=2, show_progress=False
+        )
+        assert records[0]["lr"] == pytest.approx((baseline_lr or 0.05) / 2)
+    kd_pass = litcache.train.train_end_to_end(
+        cfg, str(cache_path), tmp_path / "lit.pt", sections_dir=one_pass["dir"], epochs=2, show_progress=False
+    )
+    assert kd_pass[0]["lr"] == pytest.approx(0.01 / 2)  # the KD pass keeps kd.lr
+
+
 def test_kd_needs_sections_or_a_baseline(cache_path: Path, tmp_path: Path) -> None:
     result = invoke("kd", "-c", cache_path, "-o", tmp_path / "s.pt")
     assert result.exit_code == 2 and "Usage" in result.output
