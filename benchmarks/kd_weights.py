@@ -212,7 +212,8 @@ def tables(args: argparse.Namespace, best: dict[str, float], sections_lr: float,
     """Every variant at each weighting's rate, all seeds: variant by variant, both weightings in turn, so a session
     cut short leaves comparable pairs."""
     for variant in args.variants:
-        for weighting in args.weightings:
+        # scratch learns from the labels alone: no KD weight reaches it, one weighting's run stands for both
+        for weighting in args.weightings[:1] if variant == "scratch" else args.weightings:
             lr = best[weighting]
             row = run(args, weighting, lr, variant, args.seeds, True, sections_lr, kd_pass_lr)
             per_seed = " / ".join(f"{a:.4f}" for a in row["accuracy_per_seed"])
