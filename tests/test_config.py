@@ -212,3 +212,29 @@ def test_a_model_is_a_builtin_name_or_a_factory_mapping() -> None:
 def test_bad_model_specs_and_renamed_keys_are_config_errors(item: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_pipeline("tiny", [item])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cifar10-resnet110-resnet20",
+        "cifar10-resnet110-resnet56",
+        "cifar10-resnet110-students",
+        "cifar10-resnet56-resnet20",
+    ],
+)
+def test_paper_pipelines_keep_the_reference_kd_weights(name: str) -> None:
+    # LIT's reference code: alpha = 0.95 on the labels, 0.05 on the soft targets, T = 6, beta = 0.75
+    cfg = load_pipeline(name)
+    for stage in (cfg.train, cfg.kd):
+        assert (stage.label_weight, stage.soft_weight, stage.temperature) == (0.95, 0.05, 6.0)
+    assert cfg.train.beta == 0.75
+
+
+@pytest.mark.parametrize("name", ["quickstart", "cifar10-resnet20-resnet8"])
+def test_cpu_pipelines_use_the_measured_weights_and_rates(name: str) -> None:
+    # BENCHMARKS.md, ResNet-20 -> ResNet-8: label 0.05 / soft 0.95; sections 0.05, KD pass 0.04, baselines 0.4
+    cfg = load_pipeline(name)
+    for stage in (cfg.train, cfg.kd):
+        assert (stage.label_weight, stage.soft_weight) == (0.05, 0.95)
+    assert (cfg.train.lr, cfg.kd.lr, cfg.train.baseline_lr) == (0.05, 0.04, 0.4)
