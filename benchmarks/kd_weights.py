@@ -89,6 +89,7 @@ def run(
             "kd.label_weight": label,
             "kd.soft_weight": soft,
             "train.lr": lr,
+            "train.baseline_lr": lr,  # a pipeline's own baseline rate must not override the one under test
             "kd.lr": kd_lr if kd_lr is not None else lr / 5,
         }
         cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", args.pipeline]
