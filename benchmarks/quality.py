@@ -76,8 +76,9 @@ def train_variant(
 ) -> str:
     """Train one variant; returns its standalone checkpoint.
 
-    The baselines train with ``cfg.train``'s optimiser settings; the LIT variants' sections stage (the IR epochs,
-    or every epoch of the combined objective) with ``sections_lr`` in place of ``train.lr`` when it is given.
+    The baselines train with ``cfg.train``'s optimiser settings at ``train.baseline_lr``; the LIT variants'
+    sections stage (the IR epochs, or every epoch of the combined objective) at ``sections_lr`` in place of
+    ``train.lr`` when it is given.
     """
     out = work / f"{name}-seed{cfg.train.seed}-ir{ir_epochs}-kd{kd_epochs}"
     if sections_lr is not None:
@@ -271,7 +272,7 @@ def main() -> None:
                     "temperature": cfg.kd.temperature,
                     "label_weight": [cfg.train.label_weight, cfg.kd.label_weight],  # sections/baselines, KD pass
                     "soft_weight": [cfg.train.soft_weight, cfg.kd.soft_weight],
-                    "lr": [cfg.train.lr, cfg.kd.lr],  # baselines, KD pass
+                    "lr": [cfg.train.baseline_lr or cfg.train.lr, cfg.kd.lr],  # baselines, KD pass
                     "sections_lr": sections_lr if sections_lr is not None else cfg.train.lr,
                     "train_samples": limit or 50000,
                     "test_samples": teacher_eval["samples"],
