@@ -37,6 +37,7 @@ import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,18 +161,12 @@ def main() -> None:
         return
     best: dict[str, float] = {}
     for weighting in args.weightings:
-        grid = sorted(args.grid)
-        scores = {lr: run(args, weighting, lr, "kd", [0], table=False)["accuracy"] for lr in grid}
-        for _ in range(args.widen):
-            top = max(scores, key=scores.__getitem__)
-            if top == max(scores):
-                lr = top * 2
-            elif top == min(scores):
-                lr = top / 2
-            else:
-                break
-            scores[lr] = run(args, weighting, lr, "kd", [0], table=False)["accuracy"]
-        best[weighting] = max(scores, key=scores.__getitem__)
+
+        def kd_only(rate: float, weighting: str = weighting) -> float:
+            return run(args, weighting, rate, "kd", [0], table=False)["accuracy"]
+
+        scores = {rate: kd_only(rate) for rate in sorted(args.grid)}
+        best[weighting] = widen(scores, kd_only, args.widen)
         print(f"{weighting}: KD accuracy by learning rate {dict(sorted(scores.items()))}; best {best[weighting]:g}")
     if args.sweep_only:
         return
@@ -182,13 +177,12 @@ def main() -> None:
     scores = {lr: run(args, first, lr, "cached-lit", args.seeds, table=True)["accuracy_per_seed"][0]}
     for slr in args.sections_grid:
         scores[slr] = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=slr)["accuracy"]
-    for _ in range(args.widen if args.sections_grid else 0):
-        top = max(scores, key=scores.__getitem__)
-        if top not in (min(scores), max(scores)) or top == lr:
-            break
-        slr = top / 2 if top == min(scores) else top * 2
-        scores[slr] = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=slr)["accuracy"]
-    sections_lr = max(scores, key=scores.__getitem__)
+    sections_lr = widen(
+        scores,
+        lambda r: run(args, first, lr, "cached-lit", [0], table=False, sections_lr=r)["accuracy"],
+        args.widen if args.sections_grid else 0,
+        ceiling=lr,  # the sections' rate is not sought above the KD rate
+    )
     print(f"{first}: cached LIT by sections rate {dict(sorted(scores.items()))}; best {sections_lr:g}", flush=True)
     # then the KD pass that follows the IR stage: its rate (a fine-tuning rate, lr / 5 so far) against larger ones
     kd_scores = {lr / 5: scores[sections_lr]}
@@ -197,16 +191,32 @@ def main() -> None:
         if kd_lr not in kd_scores:
             row = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=sections_lr, kd_lr=kd_lr)
             kd_scores[kd_lr] = row["accuracy"]
-    for _ in range(args.widen if args.kd_pass_grid else 0):
-        top = max(kd_scores, key=kd_scores.__getitem__)
-        if top not in (min(kd_scores), max(kd_scores)):
-            break
-        kd_lr = top / 2 if top == min(kd_scores) else top * 2
-        row = run(args, first, lr, "cached-lit", [0], table=False, sections_lr=sections_lr, kd_lr=kd_lr)
-        kd_scores[kd_lr] = row["accuracy"]
-    kd_pass_lr = max(kd_scores, key=kd_scores.__getitem__)
+    kd_pass_lr = widen(
+        kd_scores,
+        lambda r: run(args, first, lr, "cached-lit", [0], table=False, sections_lr=sections_lr, kd_lr=r)["accuracy"],
+        args.widen if args.kd_pass_grid else 0,
+    )
     print(f"{first}: cached LIT by KD-pass rate {dict(sorted(kd_scores.items()))}; best {kd_pass_lr:g}", flush=True)
     tables(args, best, sections_lr, kd_pass_lr)
+
+
+def widen(
+    scores: dict[float, float], measure: Callable[[float], float], times: int, ceiling: float | None = None
+) -> float:
+    """The best rate of ``scores`` (rate -> accuracy), after measuring up to ``times`` more: twice the best while
+    it is the largest rate tried, half of it while it is the smallest (never above ``ceiling``)."""
+    for _ in range(times):
+        top = max(scores, key=scores.__getitem__)
+        if top == ceiling:
+            break
+        if top == max(scores):
+            rate = top * 2
+        elif top == min(scores):
+            rate = top / 2
+        else:
+            break
+        scores[rate] = measure(rate)
+    return max(scores, key=scores.__getitem__)
 
 
 def tables(args: argparse.Namespace, best: dict[str, float], sections_lr: float, kd_pass_lr: float) -> None:
