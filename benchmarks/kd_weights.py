@@ -89,8 +89,8 @@ def run(
             "train.soft_weight": soft,
             "kd.label_weight": label,
             "kd.soft_weight": soft,
-            "train.lr": lr,
-            "train.baseline_lr": lr,  # a pipeline's own baseline rate must not override the one under test
+            "train.lr": sections_lr if sections_lr is not None else lr,  # LIT's sections stage
+            "train.baseline_lr": lr,  # KD only and scratch (a pipeline's own baseline rate must not stand)
             "kd.lr": kd_lr if kd_lr is not None else lr / 5,
         }
         cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", args.pipeline]
@@ -99,8 +99,6 @@ def run(
         cmd += ["--seeds", *map(str, seeds), "--variants", variant]
         cmd += [a for item in args.overrides for a in ("--set", item)]  # the pipeline's, before this comparison's
         cmd += [a for k, v in sets.items() for a in ("--set", f"{k}={v:g}")]
-        if sections_lr is not None and sections_lr != lr:
-            cmd += ["--sections-lr", f"{sections_lr:g}"]
         if args.cache:
             cmd += ["--cache", args.cache]
         print("$", " ".join(cmd), flush=True)

@@ -72,22 +72,16 @@ def train_variant(
     work: Path,
     ir_epochs: int,
     kd_epochs: int,
-    sections_lr: float | None = None,
 ) -> str:
     """Train one variant; returns its standalone checkpoint.
 
-    The baselines train with ``cfg.train``'s optimiser settings at ``train.baseline_lr``; the LIT variants'
-    sections stage (the IR epochs, or every epoch of the combined objective) at ``sections_lr`` in place of
-    ``train.lr`` when it is given.
+    The baselines train at ``train.baseline_lr``, the LIT variants' sections stage (the IR epochs, or every epoch
+    of the combined objective) at ``train.lr``, and the KD pass after it at ``kd.lr``.
     """
     out = work / f"{name}-seed{cfg.train.seed}-ir{ir_epochs}-kd{kd_epochs}"
-    if sections_lr is not None:
-        out = out.with_name(out.name + f"-slr{sections_lr:g}")
     ckpt = out / "student.pt"
     total = ir_epochs + kd_epochs
     q = {"show_progress": False}
-    if sections_lr is not None and name not in ("scratch", "kd"):
-        cfg = cfg.replace(train=dataclasses.replace(cfg.train, lr=sections_lr))
     if name == "scratch":
         train_end_to_end(cfg, cache, ckpt, labels_only=True, epochs=total, **q)
     elif name == "kd":
@@ -142,13 +136,6 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a config override for every variant, e.g. store.bitround_keepbits=7 (use its own --work)",
-    )
-    ap.add_argument(
-        "--sections-lr",
-        type=float,
-        default=None,
-        help="learning rate of the LIT variants' sections stage (default: train.lr, which the baselines use): "
-        "the IR loss has a scale of its own, so the rate that suits KD need not suit it",
     )
     ap.add_argument("--test-limit", type=int, default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS + EXTRA_VARIANTS)
@@ -226,14 +213,11 @@ def main() -> None:
                 key += f"/v{views}"
             if args.overrides:
                 key += "/set:" + ",".join(sorted(args.overrides))
-            sections_lr = args.sections_lr if name not in ("scratch", "kd") else None
-            if sections_lr is not None:
-                key += f"/slr{sections_lr:g}"
             if key not in done:
                 scfg = seeded(base, seed)
                 started = time.perf_counter()
                 ckpt = train_variant(
-                    name, scfg, cache, teacher, work / overrides_tag(args.overrides), ir_epochs, kd_epochs, sections_lr
+                    name, scfg, cache, teacher, work / overrides_tag(args.overrides), ir_epochs, kd_epochs
                 )
                 seconds = time.perf_counter() - started
                 result = evaluate_checkpoint(ckpt, cfg, test_limit)
@@ -272,8 +256,8 @@ def main() -> None:
                     "temperature": cfg.kd.temperature,
                     "label_weight": [cfg.train.label_weight, cfg.kd.label_weight],  # sections/baselines, KD pass
                     "soft_weight": [cfg.train.soft_weight, cfg.kd.soft_weight],
-                    "lr": [cfg.train.baseline_lr or cfg.train.lr, cfg.kd.lr],  # baselines, KD pass
-                    "sections_lr": sections_lr if sections_lr is not None else cfg.train.lr,
+                    "lr": [cfg.train.baseline_settings().lr, cfg.kd.lr],  # baselines, KD pass
+                    "sections_lr": cfg.train.lr,
                     "train_samples": limit or 50000,
                     "test_samples": teacher_eval["samples"],
                     "batch_size": cfg.stream.batch_size,

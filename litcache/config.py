@@ -252,6 +252,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
 
+    def baseline_settings(self) -> TrainConfig:
+        """These settings as a baseline trains with them: at ``baseline_lr`` (``lr`` when unset)."""
+        return dataclasses.replace(self, lr=self.baseline_lr or self.lr)
+
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")

@@ -15,7 +15,6 @@ and frozen, as in LIT (:mod:`litcache.students`); the loss of one batch is :clas
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -318,8 +317,7 @@ def train_end_to_end(
     if not resume and metrics.exists():
         metrics.unlink()
     # the KD pass fine-tunes trained sections (kd.lr); a baseline learns from scratch (train.baseline_lr)
-    tc = cfg.train
-    opt_cfg = kc if sections_dir is not None else dataclasses.replace(tc, lr=tc.baseline_lr or tc.lr)
+    opt_cfg = kc if sections_dir is not None else cfg.train.baseline_settings()
     tensorboard = out.with_name(out.name + ".tensorboard")
     with monitored(cfg.log, tensorboard, is_main_process(), fresh=not resume) as monitor:
         records = _fit(
