@@ -205,6 +205,7 @@ def main() -> None:
     done_path = work / "runs.json"
     done = json.loads(done_path.read_text()) if done_path.is_file() else {}
     rows = []
+    after_ir_key = f"{metric}_after_ir"  # an IR-then-KD variant's student before its KD pass
     for name in args.variants:
         per_seed: list[dict[str, float]] = []
         for seed in seeds:
@@ -222,20 +223,20 @@ def main() -> None:
                 seconds = time.perf_counter() - started
                 result = evaluate_checkpoint(ckpt, cfg, test_limit)
                 done[key] = {**{m: result[m] for m in metrics}, "seconds": seconds}
-                after_ir = Path(ckpt).with_name(AFTER_IR)
-                if after_ir.is_file():
-                    done[key][f"{metric}_after_ir"] = evaluate_checkpoint(after_ir, cfg, test_limit)[metric]
+                ir_student = Path(ckpt).with_name(AFTER_IR)
+                if ir_student.is_file():
+                    done[key][after_ir_key] = evaluate_checkpoint(ir_student, cfg, test_limit)[metric]
                 done_path.write_text(json.dumps(done, indent=2))
             per_seed.append(done[key])
-            after_ir = per_seed[-1].get(f"{metric}_after_ir")
+            after_ir = per_seed[-1].get(after_ir_key)
             print(
                 f"{name:<22} seed {seed}: {metric} {per_seed[-1][metric]:.4f} in {done[key]['seconds']:.0f}s"
                 + (f" ({after_ir:.4f} after the IR stage, before KD)" if after_ir is not None else ""),
                 flush=True,
             )
         values = {m: [r[m] for r in per_seed] for m in metrics}
-        if all(f"{metric}_after_ir" in r for r in per_seed):
-            values[f"{metric}_after_ir"] = [r[f"{metric}_after_ir"] for r in per_seed]
+        if all(after_ir_key in r for r in per_seed):
+            values[after_ir_key] = [r[after_ir_key] for r in per_seed]
         rows.append(
             {
                 "name": name,
