@@ -20,10 +20,10 @@ the same way.
 
     python benchmarks/kd_weights.py --teacher benchmarks/results/teachers/resnet20-cifar10.pt
 
-Another pair's tables at the rates these sweeps chose (no sweeps), e.g. the ResNet-56 -> ResNet-20 one:
+Another pair's tables at chosen rates (no sweeps), e.g. the ResNet-56 -> ResNet-20 one (BENCHMARKS.md):
 
     python benchmarks/kd_weights.py --pipeline cifar10-resnet56-resnet20 --teacher T56.pt --weightings strong \
-        --rates 0.4 0.05 0.04 --ir-epochs 4 --kd-epochs 2 --set train.weight_decay=5e-4 --work W
+        --rates 0.1 0.05 0.02 --ir-epochs 2 --kd-epochs 1 --set train.weight_decay=5e-4 --work W
 
 Each quality.py run writes ``benchmarks/results/weights/<pipeline>-<weighting>-lr<lr>.json`` (the sweep) or
 ``...-lr<lr>-<variant>.json`` (a variant of the tables, every seed); a run whose file exists (for the same
