@@ -23,7 +23,7 @@ the same way.
 Another pair's tables at chosen rates (no sweeps), e.g. the ResNet-56 -> ResNet-20 one (BENCHMARKS.md):
 
     python benchmarks/kd_weights.py --pipeline cifar10-resnet56-resnet20 --teacher T56.pt --weightings strong \
-        --rates 0.1 0.05 0.02 --ir-epochs 2 --kd-epochs 1 --set train.weight_decay=5e-4 --work W
+        --rates 0.1 0.1 0.02 --ir-epochs 2 --kd-epochs 1 --set train.weight_decay=5e-4 --work W
 
 Each quality.py run writes ``benchmarks/results/weights/<pipeline>-<weighting>-lr<lr>.json`` (the sweep) or
 ``...-lr<lr>-<variant>.json`` (a variant of the tables, every seed); a run whose file exists (for the same
@@ -178,8 +178,7 @@ def main() -> None:
     sections_lr = widen(
         scores,
         lambda r: run(args, first, lr, "cached-lit", [0], table=False, sections_lr=r)["accuracy"],
-        args.widen if args.sections_grid else 0,
-        ceiling=lr,  # the sections' rate is not sought above the KD rate
+        args.widen if args.sections_grid else 0,  # above the KD rate too (BENCHMARKS.md: ResNet-20 sections)
     )
     print(f"{first}: cached LIT by sections rate {dict(sorted(scores.items()))}; best {sections_lr:g}", flush=True)
     # then the KD pass that follows the IR stage: its rate (a fine-tuning rate, lr / 5 so far) against larger ones
@@ -198,15 +197,11 @@ def main() -> None:
     tables(args, best, sections_lr, kd_pass_lr)
 
 
-def widen(
-    scores: dict[float, float], measure: Callable[[float], float], times: int, ceiling: float | None = None
-) -> float:
+def widen(scores: dict[float, float], measure: Callable[[float], float], times: int) -> float:
     """The best rate of ``scores`` (rate -> accuracy), after measuring up to ``times`` more: twice the best while
-    it is the largest rate tried, half of it while it is the smallest (never above ``ceiling``)."""
+    it is the largest rate tried, half of it while it is the smallest."""
     for _ in range(times):
         top = max(scores, key=scores.__getitem__)
-        if top == ceiling:
-            break
         if top == max(scores):
             rate = top * 2
         elif top == min(scores):
