@@ -33,15 +33,16 @@ import torch
 from numcodecs import Blosc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import DATA, RESULTS, WORK, cached_load_images, forward_only, timed_extract  # noqa: E402
+from common import DATA, RESULTS, WORK, cached_load_images, forward_only, timed_extract  # noqa: E402
 
-from litcache.checkpoint import load_model  # noqa: E402
+from litcache.cache.layout import boundary_name
+from litcache.cache.reader import open_cache  # noqa: E402
+from litcache.cache.writer import CacheWriter, open_writer  # noqa: E402
 from litcache.config import load_pipeline  # noqa: E402
 from litcache.data import make_views, to_unit_float  # noqa: E402
-from litcache.store import boundary_name, open_cache  # noqa: E402
-from litcache.writer import CacheWriter  # noqa: E402
+from litcache.models.checkpoint import load_model  # noqa: E402
 
-extract_module = sys.modules["litcache.extract"]  # the module (litcache.extract is also the function's name)
+extract_module = sys.modules["litcache.extract.run"]  # the module (litcache.extract is also the function's name)
 
 
 class InlineWriter:
@@ -162,7 +163,7 @@ def main() -> None:
     for name, ms in unit_parts(args.teacher, cfg, rows_per_unit).items():
         print(f"  {name:<40} {ms:7.1f}")
     timed_extract(cfg, args.teacher, out, n)  # the parts below time the default store settings
-    cache = open_cache(str(out), writable=True)
+    cache = open_writer(str(out))
     assert isinstance(cache, CacheWriter)
     arrays = {name: np.asarray(cache.array(name)[:rows_per_unit]) for name in cache.data_arrays()}
     print(f"  {'write_unit (encode, checksum, store)':<40} {median_ms(lambda: cache.write_unit(0, arrays)):7.1f}")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
+from litcache.cache.reader import open_cache
 from litcache.config import load_pipeline
 from litcache.data import load_images, to_unit_float
 from litcache.data.loader import eval_batches
-from litcache.loop import evaluate
-from litcache.store import open_cache
-from litcache.students import assemble_student
+from litcache.train.loop import evaluate
+from litcache.train.students import assemble_student
 
 ROOT = Path(__file__).resolve().parents[1]
 

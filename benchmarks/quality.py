@@ -32,17 +32,17 @@ from pathlib import Path
 
 import torch
 
-from litcache.checkpoint import save_model
+from litcache.cache.reader import open_cache
+from litcache.cache.summary import summarize
 from litcache.config import PipelineConfig, load_pipeline
 from litcache.data import load_images
-from litcache.extract import extract
-from litcache.loop import evaluate
+from litcache.extract.run import extract
 from litcache.models import build_model
-from litcache.store import open_cache
-from litcache.students import assemble_student
-from litcache.summary import summarize
-from litcache.supervised import evaluate_checkpoint, train_teacher
-from litcache.train import train_end_to_end, train_sections
+from litcache.models.checkpoint import save_model
+from litcache.train.loop import evaluate
+from litcache.train.students import assemble_student
+from litcache.train.supervised import evaluate_checkpoint, train_teacher
+from litcache.train.trainer import train_end_to_end, train_sections
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "cifar10"

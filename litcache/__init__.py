@@ -1,65 +1,60 @@
-"""litcache: cache a teacher's intermediate representations once, train LIT students from the cache."""
+"""litcache: cache a teacher's intermediate representations once, train LIT students from the cache.
+
+The package is lazy: a name below is imported when it is first used, so ``import litcache`` is cheap and using
+stage two (``litcache.CacheDataset``) loads nothing of stage one. The packages name the architecture:
+
+- :mod:`litcache.cache`: the format, its writer, reader and checks (no networks, no training);
+- :mod:`litcache.extract`: stage one, the teacher run once over every view, writing the cache;
+- :mod:`litcache.train`: stage two, students trained from the cache without the teacher;
+- :mod:`litcache.models`, :mod:`litcache.data`, :mod:`litcache.report`: models by section paths, image data and
+  views, plots and summaries.
+"""
 
 from __future__ import annotations
 
+from litcache._lazy import lazy_exports
+
 __version__ = "0.1.0"
 
-from litcache.checkpoint import load_model, load_teacher, save_model  # noqa: E402
-from litcache.config import ModelConfig, PipelineConfig, load_pipeline  # noqa: E402
-from litcache.data import ImageSet, load_images, make_views  # noqa: E402
-from litcache.dataset import CacheDataset, make_cache_loader  # noqa: E402
-from litcache.errors import (  # noqa: E402
-    CacheError,
-    CheckpointError,
-    CompatibilityError,
-    ConfigError,
-    DataError,
-    LitcacheError,
-    MissingExtraError,
-    ReportError,
-)
-from litcache.extract import extract  # noqa: E402
-from litcache.losses import ir_loss, kd_loss, lit_loss, pixel_loss  # noqa: E402
-from litcache.models import SectionedModel, build_model, check_compatible, probe, probe_boundaries  # noqa: E402
-from litcache.objective import LitObjective  # noqa: E402
-from litcache.report import build_report  # noqa: E402
-from litcache.store import Cache, open_cache  # noqa: E402
-from litcache.students import build_student  # noqa: E402
-
-__all__ = [
-    "Cache",
-    "CacheDataset",
-    "CacheError",
-    "CheckpointError",
-    "CompatibilityError",
-    "ConfigError",
-    "DataError",
-    "ImageSet",
-    "LitObjective",
-    "LitcacheError",
-    "MissingExtraError",
-    "ModelConfig",
-    "PipelineConfig",
-    "ReportError",
-    "SectionedModel",
-    "__version__",
-    "build_model",
-    "build_report",
-    "build_student",
-    "check_compatible",
-    "extract",
-    "ir_loss",
-    "kd_loss",
-    "lit_loss",
-    "load_images",
-    "load_model",
-    "load_teacher",
-    "load_pipeline",
-    "make_cache_loader",
-    "make_views",
-    "open_cache",
-    "pixel_loss",
-    "probe",
-    "probe_boundaries",
-    "save_model",
-]
+_EXPORTS = {
+    "Cache": "litcache.cache.reader",
+    "open_cache": "litcache.cache.reader",
+    "CacheDataset": "litcache.train.dataset",
+    "make_cache_loader": "litcache.train.dataset",
+    "LitObjective": "litcache.train.objective",
+    "build_student": "litcache.train.students",
+    "ir_loss": "litcache.train.losses",
+    "kd_loss": "litcache.train.losses",
+    "lit_loss": "litcache.train.losses",
+    "pixel_loss": "litcache.train.losses",
+    "ModelConfig": "litcache.config",
+    "PipelineConfig": "litcache.config",
+    "load_pipeline": "litcache.config",
+    "ImageSet": "litcache.data.images",
+    "load_images": "litcache.data.images",
+    "make_views": "litcache.data.loader",
+    "SectionedModel": "litcache.models.sections",
+    "build_model": "litcache.models.registry",
+    "check_compatible": "litcache.models.probing",
+    "probe": "litcache.models.probing",
+    "probe_boundaries": "litcache.models.probing",
+    "load_model": "litcache.models.checkpoint",
+    "load_teacher": "litcache.models.checkpoint",
+    "save_model": "litcache.models.checkpoint",
+    "build_report": "litcache.report",
+    **{
+        name: "litcache.errors"
+        for name in (
+            "CacheError",
+            "CheckpointError",
+            "CompatibilityError",
+            "ConfigError",
+            "DataError",
+            "LitcacheError",
+            "MissingExtraError",
+            "ReportError",
+        )
+    },
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, list(globals()))
+__all__ = ["__version__", *sorted(_EXPORTS)]

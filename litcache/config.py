@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import yaml
 
@@ -125,7 +125,7 @@ class ModelConfig:
             f"a model is a built-in name or a factory (package.module:function), not both or neither: {self}",
         )
         if self.name:
-            from litcache.models.registry import BUILTIN_EXAMPLES, builtin
+            from litcache.models.specs import BUILTIN_EXAMPLES, builtin
 
             _check(
                 builtin(self.name) is not None,
@@ -140,24 +140,42 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TeacherConfig:
+class OptimizerSettings:
+    """How a stage moves its parameters: the rate, momentum, weight decay, schedule and optimiser. The teacher's
+    training, the sections' and the KD pass share these fields (each stage with its own default rate)."""
+
+    STAGE: ClassVar[str] = "optimizer"  # the config section, in error messages
+
+    lr: float = 0.1
+    momentum: float = 0.9  # sgd: Nesterov momentum; adamw: beta1
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # per step: cosine to zero, step (x0.1 at 50 % and 75 %), or constant
+    optimizer: str = "sgd"
+
+    def __post_init__(self) -> None:
+        s = self.STAGE
+        _check(self.lr > 0, f"{s}.lr must be > 0, got {self.lr}")
+        _check(self.momentum >= 0, f"{s}.momentum must be >= 0, got {self.momentum}")
+        _check(self.weight_decay >= 0, f"{s}.weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.schedule in SCHEDULES, f"{s}.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.optimizer in OPTIMIZERS, f"{s}.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+
+
+@dataclass(frozen=True)
+class TeacherConfig(OptimizerSettings):
     """Supervised training of a teacher (the standard CIFAR recipe)."""
+
+    STAGE: ClassVar[str] = "teacher"
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet20"))
     epochs: int = 30
     batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    optimizer: str = "sgd"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.epochs >= 1, f"teacher.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"teacher.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.schedule in SCHEDULES, f"teacher.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        _check(self.optimizer in OPTIMIZERS, f"teacher.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
@@ -230,8 +248,10 @@ class StreamConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(OptimizerSettings):
     """Student training from the cache (train-sections) with LIT's losses."""
+
+    STAGE: ClassVar[str] = "train"
 
     student: ModelConfig = field(default_factory=lambda: ModelConfig(name="resnet8"))
     epochs: int = 4
@@ -239,10 +259,6 @@ class TrainConfig:
     # the baselines' rate (KD only, labels only: a fresh student, end to end); None: lr. LIT's sections and a KD
     # baseline from scratch do best at different rates (BENCHMARKS.md), so each gets its own
     baseline_lr: float | None = None
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    optimizer: str = "sgd"
     beta: float = 0.0  # LIT's beta*KD + (1-beta)*sum(IR); 0 = IR only, the KD pass comes after
     temperature: float = 6.0  # LIT reference code
     # KD = label_weight*CE(labels) + soft_weight*T^2*softCE(teacher): LIT's reference code has alpha = 0.95 on the
@@ -257,8 +273,8 @@ class TrainConfig:
         return dataclasses.replace(self, lr=self.baseline_lr or self.lr)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
-        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
         _check(
             self.baseline_lr is None or self.baseline_lr > 0,
             f"train.baseline_lr must be > 0 (or null: train.lr), got {self.baseline_lr}",
@@ -266,31 +282,26 @@ class TrainConfig:
         _check(0.0 <= self.beta <= 1.0, f"train.beta must be in [0, 1], got {self.beta}")
         _check_kd_weights("train", self.label_weight, self.soft_weight)
         _check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
-        _check(self.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        _check(self.optimizer in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
-class KDConfig:
+class KDConfig(OptimizerSettings):
     """The short end-to-end KD pass of the assembled student on the cached logits."""
+
+    STAGE: ClassVar[str] = "kd"
 
     epochs: int = 1
     lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    optimizer: str = "sgd"
     temperature: float = 6.0
     label_weight: float = 0.95  # as train.label_weight / train.soft_weight (LIT's reference code)
     soft_weight: float = 0.05
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.epochs >= 1, f"kd.epochs must be >= 1, got {self.epochs}")
         _check_kd_weights("kd", self.label_weight, self.soft_weight)
         _check(self.temperature > 0, f"kd.temperature must be > 0, got {self.temperature}")
-        _check(self.schedule in SCHEDULES, f"kd.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        _check(self.optimizer in OPTIMIZERS, f"kd.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from litcache.cache.reader import open_cache
+from litcache.cache.summary import summarize
 from litcache.config import PipelineConfig, save_resolved
-from litcache.extract import extract
-from litcache.store import open_cache
-from litcache.summary import summarize
-from litcache.supervised import evaluate_checkpoint, train_teacher
-from litcache.train import train_end_to_end, train_sections
+from litcache.extract.run import extract
+from litcache.train.supervised import evaluate_checkpoint, train_teacher
+from litcache.train.trainer import train_end_to_end, train_sections
 
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "top5", "psnr", "ssim")  # what evaluate_checkpoint may report, in table order

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from litcache import build_model, extract, load_pipeline, save_model
+from litcache import build_model, load_pipeline, save_model
 from litcache.config import PipelineConfig
+from litcache.extract import extract
 
 TRAIN_SAMPLES = 64
 TEST_SAMPLES = 32

@@ -38,7 +38,7 @@ def assert_clean_error(result: Result, code: int, *fragments: str) -> None:
 def test_train_teacher_resumes_to_the_uninterrupted_weights(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import litcache.supervised as supervised
+    import litcache.train.supervised as supervised
 
     args = ("train-teacher", "-p", "tiny", "-d", data_dir, "--limit", "16", "--epochs", "3", "-q")
     ok(*args, "-o", tmp_path / "whole.pt")

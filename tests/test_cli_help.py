@@ -13,10 +13,10 @@ import pytest
 import zarr
 from click.testing import CliRunner
 
-import litcache.verify
+import litcache.cache.verify
 from litcache import open_cache
+from litcache.cache.verify import verify_cache
 from litcache.cli.main import main
-from litcache.verify import verify_cache
 
 EXAMPLE = re.compile(r"^\s*(?:Examples?(?: \([^)]*\))?:)?\s*(litcache [a-z-]+\b.*)$")
 
@@ -57,14 +57,14 @@ def test_verify_has_a_progress_bar_in_rows_and_finds_the_same_problems(
     group["logits"][16:32] = group["logits"][16:32] + 1
     cache = open_cache(str(copy))
     bars: list[dict[str, Any]] = []
-    real = litcache.verify.progress_bar
+    real = litcache.cache.verify.progress_bar
 
     def recording(**kwargs: Any) -> Any:
         bars.append(kwargs)
         return real(**{**kwargs, "enabled": False})
 
-    monkeypatch.setattr(litcache.verify, "progress_bar", recording)
-    monkeypatch.setattr(litcache.verify, "VERIFY_CALLS", 3)  # 8 units in calls of 3, 3 and 2
+    monkeypatch.setattr(litcache.cache.verify, "progress_bar", recording)
+    monkeypatch.setattr(litcache.cache.verify, "VERIFY_CALLS", 3)  # 8 units in calls of 3, 3 and 2
     assert verify_cache(cache).lines() == cache.verify() == ["unit 1 (rows 16..31): logits does not match its checksum"]
     assert bars == [{"total": cache.rows, "desc": "verify units", "unit": "row", "enabled": True}]
     result = CliRunner().invoke(main, ["inspect", str(copy), "--verify", "-q"])

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from litcache.cache.reader import open_cache
 from litcache.config import PipelineConfig
 from litcache.errors import CacheError
-from litcache.extract import extract
-from litcache.store import open_cache
-from litcache.stream import CacheStream
+from litcache.extract.run import extract
+from litcache.train.stream import CacheStream
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
 pytest.importorskip("s3fs", reason="s3fs is in the test extra")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from litcache.checkpoint import load_model
+from litcache.cache.reader import open_cache
 from litcache.cli.main import main
-from litcache.store import open_cache
+from litcache.models.checkpoint import load_model
 
 # shrink every stage of the quickstart pipeline to seconds on generated data
 SMALL = [

@@ -18,15 +18,15 @@ from torch import nn
 
 import litcache.report.plots
 from litcache import build_model, build_report, load_model, open_cache
+from litcache.cache.reader import Cache
+from litcache.cache.summary import summarize
 from litcache.cli.main import main
 from litcache.config import PipelineConfig
 from litcache.errors import MissingExtraError
 from litcache.recipe import run_pipeline
 from litcache.report.cache_stats import boundary_statistics, sampled_units
 from litcache.report.sizes import count_macs
-from litcache.store import Cache
-from litcache.summary import summarize
-from litcache.train import train_end_to_end, train_sections
+from litcache.train.trainer import train_end_to_end, train_sections
 
 SMALL = ("store.chunk_mb=0.25", "stream.batch_size=16", "stream.shuffle_buffer=64", "train.device=cpu")
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -7,19 +7,19 @@
 - :mod:`~litcache.data.decode`: image bytes to pixels, in the data set's channel count.
 - :mod:`~litcache.data.images`: a split opened for reading (:class:`ImageSet`), streamed or in memory.
 - :mod:`~litcache.data.views`: pad-crop-flip, random-resized-crop and the evaluation view.
-- :mod:`~litcache.data.loader`: views made ahead of the model by a few threads.
+- :mod:`~litcache.data.loader`: the views of a set, batch by batch, made ahead of the model;
+- :mod:`~litcache.data.prefetch`: work made ahead by a few threads, in order.
 """
 
 from __future__ import annotations
 
 from litcache.data.images import ImageSet, forget_opened, load_images
 from litcache.data.index import SampleIndex, build_index, open_index
-from litcache.data.loader import eval_batches, iter_views, prefetch
+from litcache.data.loader import eval_batches, iter_views, make_eval_views, make_views
+from litcache.data.prefetch import prefetch
 from litcache.data.sources import TORCHVISION_SETS, Files, find_files, shard_paths
 from litcache.data.views import (
     crop_params,
-    make_eval_views,
-    make_views,
     to_unit_float,
     transform_spec,
     view_hash,

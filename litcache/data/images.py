@@ -24,6 +24,7 @@ from zlib_ng import zlib_ng
 from litcache.config import DataConfig
 from litcache.data.decode import DecodeFailure, decode_image
 from litcache.data.index import SampleIndex, open_index
+from litcache.data.prefetch import prefetch
 from litcache.data.sources import TORCHVISION_SETS, Files, find_files, torchvision_name
 from litcache.data.views import view_shape
 from litcache.errors import DataError
@@ -206,8 +207,6 @@ def _load_torchvision(cfg: DataConfig, name: str, split: str, limit: int | None)
 
 def _decode_all(streamed: ImageSet) -> np.ndarray:
     """Every image of a streamed split decoded into one array (N, H, W, C)."""
-    from litcache.data.loader import prefetch
-
     hw, index = streamed.image_hw, streamed.index
     assert index is not None
     if hw is None:

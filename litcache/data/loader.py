@@ -1,74 +1,39 @@
-"""Views made ahead of the model by a few threads, batch by batch, in order.
-
-While the model computes batch k, ``data.workers`` threads read, decode and make the views of batch k + 1
-(torchvision's decoders and Pillow's resampling release the GIL). At most ``ahead + 1`` batches of views are
-in memory at once, so memory is bounded by the batches in flight, not by the data set. An error in a thread
-(a corrupt image, say) is raised in the consumer when it reaches that batch, as the same exception.
-"""
+"""The views of an image set, batch by batch: training views (a pure function of seed, sample and view) and
+evaluation views, made ahead of the model by ``data.workers`` threads (:mod:`litcache.data.prefetch`)."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Generator, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from litcache.config import DataConfig
 from litcache.data.images import ImageSet
-from litcache.data.views import make_eval_views, make_views
-
-T = TypeVar("T", torch.Tensor, np.ndarray)
-MIN_CHUNK = 16  # samples: smaller pieces cost more in hand-offs than they gain
+from litcache.data.prefetch import prefetch
+from litcache.data.views import eval_view, pad_crop_flip, random_resized_crops, to_tensor
 
 
-def _join(parts: list[Any]) -> Any:
-    if len(parts) == 1:
-        return parts[0]
-    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
+def make_views(images: ImageSet, cfg: DataConfig, seed: int, samples: Any, views: Any) -> torch.Tensor:
+    """The augmented inputs of rows (samples[j], views[j]) as a uint8 tensor (B, C, H, W)."""
+    samples = np.asarray(samples, dtype=np.int64)
+    views = np.asarray(views, dtype=np.int64)
+    if cfg.transform == "pad-crop-flip":
+        return pad_crop_flip(images.batch(samples), cfg, seed, samples, views)
+    return random_resized_crops(images.each(samples), cfg, seed, samples, views)
 
 
-def prefetch(
-    make: Callable[[np.ndarray, np.ndarray | None], T],
-    batches: Iterable[tuple[Any, np.ndarray, np.ndarray | None]],
-    workers: int,
-    ahead: int = 1,
-) -> Generator[tuple[Any, T], None, None]:
-    """``(tag, make(samples, views))`` for each ``(tag, samples, views)`` of ``batches``, in order.
+def make_eval_views(images: ImageSet, cfg: DataConfig, samples: Any) -> torch.Tensor:
+    """The evaluation inputs of ``samples`` (B, C, H, W) uint8: the plain image, or resize + centre crop."""
+    samples = np.asarray(samples, dtype=np.int64)
+    if cfg.transform == "pad-crop-flip":
+        return to_tensor(images.batch(samples))
+    out = np.empty((len(samples), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
+    for j, image in images.each(samples):
+        out[j] = eval_view(image, cfg)
+    return to_tensor(out)
 
-    Each batch is split among ``workers`` threads; ``ahead`` batches are made while the consumer holds one.
-    ``workers=0`` makes each batch in the calling thread, when it is asked for.
-    """
-    if workers == 0:
-        for tag, samples, views in batches:
-            yield tag, make(samples, views)
-        return
-    pending: deque[tuple[Any, list[Future[T]]]] = deque()
-    source = iter(batches)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="litcache-data") as pool:
-        try:
-            while True:
-                while len(pending) <= ahead:
-                    item = next(source, None)
-                    if item is None:
-                        break
-                    tag, samples, views = item
-                    step = max(MIN_CHUNK, -(-len(samples) // workers))
-                    futures = [
-                        pool.submit(make, samples[s : s + step], None if views is None else views[s : s + step])
-                        for s in range(0, len(samples), step)
-                    ]
-                    pending.append((tag, futures))
-                if not pending:
-                    return
-                tag, futures = pending.popleft()
-                yield tag, _join([f.result() for f in futures])
-        finally:
-            for _, futures in pending:
-                for f in futures:
-                    f.cancel()
 
 
 def iter_views(

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from litcache.config import DataConfig
-
-if TYPE_CHECKING:
-    from litcache.data.images import ImageSet
 
 RRC_ATTEMPTS = 10  # torchvision's: tries at a random crop before the central fallback
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -127,7 +124,7 @@ def eval_view(image: np.ndarray, cfg: DataConfig) -> np.ndarray:
     return image[top : top + cfg.size, left : left + cfg.size]
 
 
-def _to_tensor(batch: np.ndarray) -> torch.Tensor:
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))  # (B, H, W, C) -> (B, C, H, W)
 
 
@@ -142,7 +139,7 @@ def pad_crop_flip(
     rows = dy[:, None] + np.arange(h)[None, :]  # (B, H)
     cols = dx[:, None] + np.arange(w)[None, :]  # (B, W)
     cols = np.where(flip[:, None], cols[:, ::-1], cols)
-    return _to_tensor(padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]])
+    return to_tensor(padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]])
 
 
 def random_resized_crops(
@@ -162,27 +159,7 @@ def random_resized_crops(
         top, left, h, w = _draw_box(u[b].tolist(), image.shape[0], image.shape[1], cfg)
         view = _resize(image[top : top + h, left : left + w], cfg.size, cfg.size)
         out[b] = view[:, ::-1] if flip[b] else view
-    return _to_tensor(out)
-
-
-def make_views(images: ImageSet, cfg: DataConfig, seed: int, samples: Any, views: Any) -> torch.Tensor:
-    """The augmented inputs of rows (samples[j], views[j]) as a uint8 tensor (B, C, H, W)."""
-    samples = np.asarray(samples, dtype=np.int64)
-    views = np.asarray(views, dtype=np.int64)
-    if cfg.transform == "pad-crop-flip":
-        return pad_crop_flip(images.batch(samples), cfg, seed, samples, views)
-    return random_resized_crops(images.each(samples), cfg, seed, samples, views)
-
-
-def make_eval_views(images: ImageSet, cfg: DataConfig, samples: Any) -> torch.Tensor:
-    """The evaluation inputs of ``samples`` (B, C, H, W) uint8: the plain image, or resize + centre crop."""
-    samples = np.asarray(samples, dtype=np.int64)
-    if cfg.transform == "pad-crop-flip":
-        return _to_tensor(images.batch(samples))
-    out = np.empty((len(samples), cfg.size, cfg.size, cfg.channels), dtype=np.uint8)
-    for j, image in images.each(samples):
-        out[j] = eval_view(image, cfg)
-    return _to_tensor(out)
+    return to_tensor(out)
 
 
 def view_shape(cfg: DataConfig, image_hw: tuple[int, int] | None) -> tuple[int, int, int]:

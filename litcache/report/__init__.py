@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from litcache import __version__
+from litcache.cache.reader import Cache, open_cache
+from litcache.cache.summary import summarize
 from litcache.errors import CacheError, ReportError
 from litcache.report import plots
 from litcache.report.cache_stats import boundary_statistics
@@ -24,8 +26,6 @@ from litcache.report.markdown import render
 from litcache.report.models import Evaluate, ModelRow, add_ratios, model_rows
 from litcache.report.runs import Run, TrainingLog, find_runs
 from litcache.report.sizes import MAC_METHOD, count_macs, measure
-from litcache.store import Cache, open_cache
-from litcache.summary import summarize
 
 log = logging.getLogger(__name__)
 DEFAULT_INPUT_SHAPE = (3, 32, 32)

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from litcache.cache.layout import boundary_name
+from litcache.cache.reader import Cache
 from litcache.progress import progress_bar
-from litcache.store import Cache, boundary_name
 
 HISTOGRAM_BINS = 201  # over ±max|x|; the empty bins at either end are dropped (post-ReLU: the negative half)
 

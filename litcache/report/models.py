@@ -13,14 +13,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from litcache.checkpoint import fingerprint_state, load_model
+from litcache.cache.reader import Cache
 from litcache.errors import LitcacheError
 from litcache.models import SectionedModel, build_model, describe
+from litcache.models.checkpoint import fingerprint_state, load_model
 from litcache.models.registry import check_trusted
 from litcache.progress import progress_bar
 from litcache.report.runs import METRICS, Run, read_jsonl
 from litcache.report.sizes import measure
-from litcache.store import Cache
 
 log = logging.getLogger(__name__)
 SCORES = ("accuracy", "top5", "psnr", "ssim")  # what an evaluation reports, in table order

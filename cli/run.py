@@ -1,0 +1,105 @@
+"""``litcache pipelines``, ``run`` and ``quickstart``: the built-in pipelines, and whole runs of one."""
+
+from __future__ import annotations
+
+import click
+
+from litcache.cli.options import (
+    data_option,
+    handle_errors,
+    limit_option,
+    output_option,
+    pipeline_options,
+    quiet_option,
+    resolve,
+    set_option,
+    teacher_option,
+    test_limit_option,
+)
+from litcache.config import builtin_pipelines, load_pipeline
+from litcache.errors import LitcacheError
+
+
+@click.command("pipelines")
+@click.argument("name", required=False)
+def pipelines_cmd(name: str | None) -> None:
+    """List the built-in pipelines, or print one resolved (defaults plus its overrides).
+
+    \b
+    Example:  litcache pipelines tiny
+    """
+    import yaml
+
+    if name is None:
+        for pipeline in builtin_pipelines():
+            desc = load_pipeline(pipeline).description
+            click.echo(f"{pipeline:<32} {desc}")
+        return
+    try:
+        click.echo(yaml.safe_dump(load_pipeline(name).to_dict(), sort_keys=False), nl=False)
+    except LitcacheError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command("run")
+@pipeline_options()
+@data_option()
+@output_option("DIR", "Folder for every artifact of the run.")
+@teacher_option("Use this teacher instead of training one.")
+@limit_option()
+@test_limit_option("Evaluate on the first N test samples only.")
+@click.option("--baselines", is_flag=True, help="Also train each student from scratch with the same budget.")
+@quiet_option()
+@handle_errors
+def run_cmd(
+    pipeline: str,
+    overrides: tuple[str, ...],
+    data: str | None,
+    output: str,
+    teacher: str | None,
+    limit: int | None,
+    test_limit: int | None,
+    baselines: bool,
+    quiet: bool,
+) -> None:
+    """Run a whole pipeline: teacher, one cache, every student it names (sections + KD), evaluation.
+
+    \b
+    Example (three students from one ResNet-110 teacher cache):
+      litcache run -p cifar10-resnet110-students -d ../shared/data/cifar10 -o runs/students
+    """
+    from litcache.recipe import format_results, run_pipeline
+
+    cfg = resolve(pipeline, overrides, data)
+    results = run_pipeline(
+        cfg, output, teacher=teacher, limit=limit, test_limit=test_limit, baselines=baselines, show_progress=not quiet
+    )
+    click.echo(format_results(results))
+
+
+@click.command("quickstart")
+@data_option()
+@output_option("DIR", "Folder for every artifact (with a README of what each file is).", default="litcache-quickstart")
+@click.option(
+    "--samples",
+    type=click.IntRange(min=100),
+    default=6000,
+    show_default=True,
+    help="Training samples used (the first N of the train split).",
+)
+@set_option("Override a config value.")
+@quiet_option()
+@handle_errors
+def quickstart_cmd(data: str | None, output: str, samples: int, overrides: tuple[str, ...], quiet: bool) -> None:
+    """The whole method in minutes on a CPU: teacher, cache, LIT student, scratch baseline, table.
+
+    \b
+    By default CIFAR-10 is downloaded through torchvision (about 170 MB, once). Offline, with local shards:
+      litcache quickstart --data ../shared/data/cifar10
+    """
+    from litcache.recipe import format_results, run_pipeline
+
+    cfg = resolve("quickstart", overrides, data)
+    results = run_pipeline(cfg, output, limit=samples, baselines=True, show_progress=not quiet)
+    click.echo(format_results(results))
+    click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md); plots: litcache report {output}")

@@ -1,0 +1,278 @@
+"""Reading a cache: the manifest, the arrays, whole chunks decoded by litcache's codec, and the progress record.
+
+The format is specified in ``docs/cache-format.md``. In short: rows are view-major (row r is sample
+``r % samples`` under view ``r // samples``); every array is chunked along the row axis only, all with the
+same rows per chunk; a *unit* (one chunk, or one shard when sharding is on) is the unit of writing; and a unit
+counts as written only once its record in ``progress/units`` exists, which is written after its data, with a
+CRC-32 of every array's bytes in the unit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, cast
+
+import numpy as np
+import zarr
+from zarr.buffer import default_buffer_prototype
+
+from litcache.cache import _zarr
+from litcache.cache.codecs import ChunkCodec, crc32
+from litcache.cache.layout import FORMAT, FORMAT_VERSION, FROZEN, PROGRESS, STATS
+from litcache.errors import CacheError
+
+
+def read_array(arr: zarr.Array, sel: Any = slice(None)) -> np.ndarray:
+    """``arr[sel]`` typed as the ndarray it is (zarr types reads as scalars or array-likes)."""
+    return np.asarray(arr[sel])
+
+
+def filesystem(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str]:
+    import fsspec
+
+    return fsspec.core.url_to_fs(url, **(storage_opts(url, storage_options) or {}))
+
+
+def manifest_at(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The manifest of the litcache cache at ``url``, or None when ``url`` holds none."""
+    try:
+        group = zarr.open_group(url, mode="r", storage_options=storage_opts(url, storage_options))
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return None
+    manifest = cast(dict[str, Any], group.attrs.get("litcache", {}))
+    return manifest if manifest.get("format") == FORMAT else None
+
+
+def storage_opts(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(storage_options) if storage_options and "://" in url else None
+
+
+class Cache:
+    """An open cache: manifest, arrays and the progress record."""
+
+    def __init__(self, group: zarr.Group, url: str) -> None:
+        self.group = group
+        self.url = url
+        manifest = dict(cast(dict[str, Any], group.attrs.get("litcache", {})))
+        if manifest.get("format") != FORMAT:
+            raise CacheError(f"{url} is a Zarr group but not a litcache cache (no 'litcache' manifest)")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise CacheError(
+                f"{url} has cache format version {manifest.get('format_version')}; this litcache reads "
+                f"version {FORMAT_VERSION}: re-extract it with this version"
+            )
+        if manifest.get("creating"):
+            raise CacheError(
+                f"{url} was interrupted while its arrays were being created and holds no data: "
+                "run `litcache extract ... --overwrite` to start it again"
+            )
+        self.manifest: dict[str, Any] = manifest
+        self._arrays: dict[str, zarr.Array] = {}
+        self._codecs: dict[str, ChunkCodec | None] = {}
+
+    # -- layout -----------------------------------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        return int(self.manifest["rows"])
+
+    @property
+    def samples(self) -> int:
+        return int(self.manifest["data"]["samples"])
+
+    @property
+    def views(self) -> int:
+        return int(self.manifest["views"])
+
+    @property
+    def num_sections(self) -> int:
+        return len(self.manifest["teacher"]["sections"])
+
+    @property
+    def rows_per_chunk(self) -> int:
+        return int(self.manifest["rows_per_chunk"])
+
+    @property
+    def rows_per_unit(self) -> int:
+        return int(self.manifest["rows_per_unit"])
+
+    @property
+    def num_units(self) -> int:
+        return math.ceil(self.rows / self.rows_per_unit)
+
+    def unit_rows(self, unit: int) -> tuple[int, int]:
+        start = unit * self.rows_per_unit
+        return start, min(start + self.rows_per_unit, self.rows)
+
+    def chunk_ranges(self, rows: range | None = None, step: int | None = None) -> list[tuple[int, int]]:
+        """Whole-chunk row ranges covering ``rows`` (default: all rows); ragged at the range's ends.
+
+        ``step`` (a multiple of ``rows_per_chunk``, e.g. ``rows_per_unit``) makes them whole units instead.
+        """
+        rows = rows if rows is not None else range(self.rows)
+        step = step or self.rows_per_chunk
+        first = rows.start // step * step
+        return [(max(s, rows.start), min(s + step, rows.stop)) for s in range(first, rows.stop, step) if s < rows.stop]
+
+    def boundary_shapes(self) -> list[tuple[int, ...]]:
+        """Shapes of b0..bS (b0 is stored, or recomputed from ``input`` by the frozen stem: see ``b0_stored``)."""
+        return [tuple(s) for s in self.manifest["teacher"]["boundary_shapes"]]
+
+    @property
+    def b0_stored(self) -> bool:
+        """Whether ``boundary/0`` is an array of the cache (else section 1's input is the stem of ``input``)."""
+        return self.manifest["teacher"].get("b0") == "stored"
+
+    def stored_boundaries(self) -> list[int]:
+        """Indices k of the ``boundary/k`` arrays, in order."""
+        return list(range(0 if self.b0_stored else 1, self.num_sections + 1))
+
+    @property
+    def output_name(self) -> str:
+        """The array of the teacher's outputs: ``logits`` for a classifier, ``output`` for an image model."""
+        return "output" if self.manifest["teacher"].get("output") == "image" else "logits"
+
+    def array(self, name: str) -> zarr.Array:
+        if name not in self._arrays:  # opening reads metadata: once per array, not per read
+            try:
+                self._arrays[name] = self._open(name)
+            except KeyError as exc:
+                raise CacheError(f"cache {self.url} lacks array {name!r}; it is corrupt or incomplete") from exc
+        return self._arrays[name]
+
+    def _open(self, name: str) -> zarr.Array:
+        return cast(zarr.Array, self.group[name])
+
+    def codec(self, name: str) -> ChunkCodec | None:
+        """litcache's own chunk codec for array ``name``; None when zarr must read and write it."""
+        if name not in self._codecs:
+            self._codecs[name] = ChunkCodec.for_array(self.array(name))
+        return self._codecs[name]
+
+    def read(self, names: Iterable[str], start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows start..stop of each array in ``names``: every chunk fetched concurrently (one round trip to
+        the store for all), then decoded here; arrays ``ChunkCodec`` does not cover are read by zarr."""
+        names = list(names)
+        decoders = {name: self.codec(name) for name in names}  # opened here: zarr's sync API, not in the loop
+        fetches = [(name, row, key) for name, d in decoders.items() if d for row, key in d.keys(start, stop)]
+        by_zarr = [name for name, d in decoders.items() if d is None]
+        prototype = default_buffer_prototype()
+        reads: list[Awaitable[Any]] = [self.array(name).store.get(key, prototype=prototype) for name, _, key in fetches]
+        reads += [self.array(name).async_array.getitem(slice(start, stop)) for name in by_zarr]
+        results = _zarr.gather(reads)
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        out = {}
+        name = ""
+        try:
+            for (name, row, key), value in zip(fetches, results, strict=False):
+                if value is None:  # zarr would read fill values here: a deleted chunk
+                    raise CacheError(f"chunk {key} is missing")
+                if isinstance(value, BaseException):
+                    raise value
+                chunk = decoders[name].decode(value.as_numpy_array())  # type: ignore[union-attr]
+                chunks[name].append(chunk[max(start - row, 0) : stop - row])
+            for name, value in zip(by_zarr, results[len(fetches) :], strict=True):
+                if isinstance(value, BaseException):
+                    raise value
+                out[name] = np.asarray(value)
+        except Exception as exc:  # a chunk that does not decode raises the codec's own error type
+            raise CacheError(
+                f"cache {self.url} is corrupt: cannot read {name} rows {start}..{stop - 1} ({exc}); check it with "
+                f"`litcache inspect --verify {self.url}` and re-extract it (`litcache extract --overwrite`)"
+            ) from exc
+        for name, parts in chunks.items():
+            if name not in out:
+                out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return {name: out[name] for name in names}
+
+    def check_unit(self, unit: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Compare ``arrays`` (all rows of ``unit``, any of the row arrays) with the unit's CRC-32s.
+
+        ``read`` refuses a deleted chunk; this catches one whose bytes changed but still decode.
+        """
+        if not hasattr(self, "_record"):
+            self._record = read_array(self.array(PROGRESS))
+        s, e = self.unit_rows(unit)
+        names = self.data_arrays()
+        for name, x in arrays.items():
+            if len(x) != e - s:
+                raise ValueError(f"check_unit needs all {e - s} rows of unit {unit}, got {len(x)} of {name}")
+            if name in names and crc32(x) != self._record[unit, 1 + names.index(name)]:
+                raise CacheError(
+                    f"cache {self.url} is corrupt: {name} rows {s}..{e - 1} do not match their checksum "
+                    f"(a chunk was changed or deleted); run `litcache inspect --verify {self.url}` and re-extract"
+                )
+
+    def frozen_arrays(self) -> dict[str, np.ndarray]:
+        """The teacher's parameters and buffers outside its sections (``teacher/frozen/<key>``), by state-dict key."""
+        group = cast(zarr.Group, self.group[FROZEN])
+        return {name: np.asarray(arr[...]) for name, arr in group.arrays()}
+
+    # -- progress ---------------------------------------------------------------------------------------
+    def data_arrays(self) -> list[str]:
+        return list(self.manifest["progress_arrays"])
+
+    def done_units(self) -> np.ndarray:
+        """Boolean mask over units: which are written and vouched for by their progress record."""
+        return read_array(self.array(PROGRESS), np.s_[:, 0]) == 1
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.done_units().all())
+
+    def require_complete(self) -> None:
+        done = self.done_units()
+        if not done.all():
+            raise CacheError(
+                f"cache {self.url} is incomplete: {int(done.sum())} of {len(done)} units written; "
+                "finish it with `litcache extract ... --resume`"
+            )
+
+    def verify(self, units: Iterable[int] | None = None) -> list[str]:
+        """Re-read units and compare CRC-32s with the progress record; returns the problems found."""
+        record = read_array(self.array(PROGRESS))
+        names = self.data_arrays()
+        problems = []
+        for u in units if units is not None else range(self.num_units):
+            if record[u, 0] != 1:
+                s, e = self.unit_rows(u)
+                problems.append(f"unit {u} (rows {s}..{e - 1}): not written")
+                continue
+            s, e = self.unit_rows(u)
+            for j, name in enumerate(names):
+                try:
+                    data = read_array(self.array(name), slice(s, e))
+                except Exception as exc:  # a chunk that does not decode raises the codec's own error type
+                    problems.append(f"unit {u} (rows {s}..{e - 1}): {name} cannot be read ({exc})")
+                    continue
+                if crc32(data) != record[u, 1 + j]:
+                    problems.append(f"unit {u} (rows {s}..{e - 1}): {name} does not match its checksum")
+        return problems
+
+    def boundary_stats(self) -> list[dict[str, float]]:
+        """Mean, std and max |x| of each stored boundary (``stored_boundaries``) over the units written so far."""
+        stats = read_array(self.array(STATS))  # (units, stored boundaries, 3)
+        done = self.done_units()
+        out = []
+        for i, k in enumerate(self.stored_boundaries()):
+            shape = self.boundary_shapes()[k]
+            n = float(sum(e - s for s, e in map(self.unit_rows, np.flatnonzero(done).tolist()))) * math.prod(shape)
+            total, total_sq = stats[done, i, 0].sum(), stats[done, i, 1].sum()
+            mean = total / n if n else 0.0
+            var = max(total_sq / n - mean * mean, 0.0) if n else 0.0
+            absmax = float(stats[done, i, 2].max()) if done.any() else 0.0
+            out.append({"boundary": k, "mean": float(mean), "std": math.sqrt(var), "abs_max": absmax})
+        return out
+
+
+def open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
+    """The Zarr group of the cache at ``url``; a one-line error when there is none."""
+    try:
+        return zarr.open_group(url, mode=mode, storage_options=storage_opts(url, storage_options))  # type: ignore[arg-type]
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
+        raise CacheError(f"no cache at {url}: run `litcache extract ... -o {url}` first") from exc
+
+
+def open_cache(url: str, storage_options: Mapping[str, Any] | None = None) -> Cache:
+    """Open an existing cache for reading (:func:`litcache.cache.writer.open_writer` opens one to write units)."""
+    return Cache(open_group(url, storage_options, "r"), url)

@@ -1,0 +1,261 @@
+"""Stage one: run the teacher once over every (sample, view) and cache what it computes.
+
+The device loop only computes: it builds the views of a batch of units, runs the teacher in inference mode
+(one forward that returns every boundary), casts to the storage dtype and hands the arrays to a pool of
+writer threads behind a bounded semaphore. Encoding and writing happen there, so the device does not wait on
+the disk, and at most ``extract.queue_units`` units are ever in flight, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from typing import Any
+
+import numpy as np
+import torch
+
+from litcache.cache.layout import boundary_name
+from litcache.cache.writer import CacheWriter, create_cache, open_writer, prepare_output
+from litcache.config import PipelineConfig
+from litcache.data import ImageSet, iter_views, load_images
+from litcache.device import resolve_device
+from litcache.errors import CompatibilityError
+from litcache.extract.manifest import array_specs, build_manifest, check_resumable, store_b0, teacher_parts
+from litcache.extract.on_device import check_finite, teacher_rows, unit_stats
+from litcache.models import Probe, SectionedModel, probe
+from litcache.models.checkpoint import load_teacher
+from litcache.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+class _UnitWriter:
+    """Writer threads behind a bounded semaphore; the first error stops the run.
+
+    The compression ratio for the progress bar comes from a sample of units (the first few, then every 16th):
+    a size look-up per unit would cost the writers more than it tells.
+    """
+
+    def __init__(self, cache: CacheWriter, threads: int, max_in_flight: int) -> None:
+        self.cache = cache
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="litcache-writer")
+        self.slots = threading.BoundedSemaphore(max_in_flight)
+        self.futures: list[Future[None]] = []
+        self.lock = threading.Lock()
+        self.raw_bytes = 0
+        self.sampled_raw = 0
+        self.sampled_stored = 0
+        self.written = 0
+
+    def _write(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> None:
+        try:
+            self.cache.write_unit(unit, arrays, stats)
+            raw = sum(a.nbytes for a in arrays.values())
+            with self.lock:
+                self.raw_bytes += raw
+                self.written += 1
+                sample = self.written <= 4 or self.written % 16 == 0
+            if sample:
+                stored = self.cache.stored_bytes_of_unit(unit)
+                with self.lock:
+                    self.sampled_raw += raw
+                    self.sampled_stored += stored
+        finally:
+            self.slots.release()
+
+    def ratio(self) -> float:
+        with self.lock:
+            return self.sampled_raw / max(self.sampled_stored, 1)
+
+    def submit(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> None:
+        self.raise_first_error()
+        self.slots.acquire()
+        self.futures.append(self.pool.submit(self._write, unit, arrays, stats))
+
+    def raise_first_error(self) -> None:
+        for f in self.futures:
+            if f.done() and f.exception() is not None:
+                raise f.exception()  # type: ignore[misc]
+        self.futures = [f for f in self.futures if not f.done()]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.raise_first_error()
+
+
+def teacher_memory_format(cfg: PipelineConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.extract.channels_last else torch.contiguous_format
+
+
+def load_teacher_and_data(
+    cfg: PipelineConfig, teacher_path: str, limit: int | None, device: torch.device
+) -> tuple[SectionedModel, ImageSet, Probe]:
+    """The teacher on ``device`` in the configured memory format, the training split it is checked against, and
+    what a forward of the teacher on that data's input shape shows."""
+    d = cfg.data
+    # the data is read once the checkpoint has been (a missing file fails first); the loader keeps decoded splits
+    data_classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
+    teacher = load_teacher(teacher_path, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories())
+    images = load_images(d, "train", limit)
+    teacher.to(device).to(memory_format=teacher_memory_format(cfg)).eval()
+    shapes = probe(teacher, images.input_shape)
+    if shapes.output_kind == "image":
+        return teacher, images, shapes
+    classes = shapes.output_shape[0]
+    above = np.flatnonzero(images.labels >= classes)
+    if len(above) or (cfg.data.num_classes and cfg.data.num_classes != classes):
+        at = f" ({images.where(int(above[0]))} has label {images.labels[above[0]]})" if len(above) else ""
+        raise CompatibilityError(
+            f"teacher {teacher_path} has {classes} classes, data {images.identity} has {images.num_classes}{at}"
+        )
+    return teacher, dataclasses.replace(images, num_classes=classes), shapes  # a --limit subset may lack top labels
+
+
+def open_output(
+    cfg: PipelineConfig,
+    teacher_path: str,
+    out: str,
+    limit: int | None,
+    resume: bool,
+    overwrite: bool,
+    storage_options: Mapping[str, Any] | None,
+    device: torch.device,
+    compute_device: str | None = None,
+) -> tuple[CacheWriter, SectionedModel, ImageSet]:
+    """Create the cache at ``out`` (or reopen it to resume); the teacher and data loaded on the way.
+
+    ``compute_device``: the type of device the units are computed on, when not ``device`` (dask's workers).
+    """
+    resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
+    teacher, images, shapes = load_teacher_and_data(cfg, teacher_path, limit, device)
+    b0 = store_b0(cfg, shapes, images.input_shape)
+    specs = array_specs(images.input_shape, shapes, b0, cfg.store.dtype)
+    manifest = build_manifest(cfg, teacher, teacher_path, images, shapes, b0, compute_device or device.type)
+    if overwrite:  # delete only once the teacher and the data have loaded: a typo must not cost a cache
+        resuming = prepare_output(out, resume, overwrite, storage_options)
+    if resuming:
+        cache = open_writer(out, storage_options)
+        check_resumable(cache, {**manifest, "arrays": {s.name: s for s in specs}})
+    else:
+        cache = create_cache(out, manifest, specs, cfg.store, teacher_parts(teacher), storage_options)
+    return cache, teacher, images
+
+
+def write_units(
+    cache: CacheWriter,
+    cfg: PipelineConfig,
+    teacher: SectionedModel,
+    images: ImageSet,
+    device: torch.device,
+    units: list[int],
+    show_progress: bool,
+) -> dict[str, Any]:
+    """Compute and write ``units`` of ``cache``: views, teacher forward, hand-off to the writer threads."""
+    memory_format = teacher_memory_format(cfg)
+    dtype = torch.float16 if cfg.store.dtype == "float16" else torch.float32
+    first = cache.stored_boundaries()[0]
+    output_dtype = torch.float32 if cache.output_name == "logits" else dtype
+    units_per_step = max(1, cfg.extract.batch_size // cache.rows_per_unit)
+    writer = _UnitWriter(cache, cfg.extract.writers, cfg.extract.queue_units)
+    rows_todo = sum(e - s for s, e in map(cache.unit_rows, units))
+    started = time.perf_counter()
+
+    def steps() -> Iterator[tuple[Any, np.ndarray, np.ndarray]]:  # views are made a step ahead, in threads
+        for i in range(0, len(units), units_per_step):
+            ranges = [cache.unit_rows(u) for u in units[i : i + units_per_step]]
+            rows = np.concatenate([np.arange(s, e) for s, e in ranges])
+            samples, views = rows % len(images), rows // len(images)
+            yield (units[i : i + units_per_step], ranges, samples, views), samples, views
+
+    inputs = closing(iter_views(images, cfg.data, cfg.extract.seed, steps()))
+    with progress_bar(total=rows_todo, desc="extract", unit="row", enabled=show_progress) as bar, inputs as made:
+        try:
+            for (step_units, ranges, samples, views), x in made:
+                bounds, logits = teacher_rows(
+                    teacher,
+                    x,
+                    cfg.extract.batch_size,
+                    device,
+                    dtype,
+                    memory_format,
+                    cfg.store.bitround_keepbits,
+                    first,
+                    output_dtype,
+                )
+                offset = 0
+                for u, (s, e) in zip(step_units, ranges, strict=True):
+                    sl = slice(offset, offset + e - s)
+                    offset += e - s
+                    unit_bounds = [b[sl] for b in bounds]
+                    where = f" (rows {s}..{e - 1}, unit {u})"
+                    stats = unit_stats(unit_bounds, first, where)
+                    check_finite(logits[sl], f"{cache.output_name}{where}")
+                    arrays = {
+                        "rows/sample": samples[sl].astype(np.int32),
+                        "rows/view": views[sl].astype(np.int32),
+                        "rows/label": images.labels[samples[sl]].astype(np.int32),
+                        "input": x[sl].numpy(),
+                        cache.output_name: logits[sl].cpu().numpy(),
+                    }
+                    arrays.update({boundary_name(k): b.cpu().numpy() for k, b in enumerate(unit_bounds, start=first)})
+                    writer.submit(u, arrays, stats)
+                bar.update(len(samples))
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(MBps=f"{writer.raw_bytes / elapsed / 1e6:.1f}", ratio=f"{writer.ratio():.2f}")
+        finally:
+            writer.close()
+    return {
+        "units_written": len(units),
+        "rows_written": rows_todo,
+        "seconds": time.perf_counter() - started,
+        "raw_bytes": writer.raw_bytes,
+        "ratio": writer.ratio(),  # raw / stored over the sampled units
+    }
+
+
+def finish_run(cache: CacheWriter, out: str, written: dict[str, Any]) -> dict[str, Any]:
+    """Finish the cache when every unit is written; the run's summary."""
+    complete = bool(cache.done_units().all())
+    if complete:
+        cache.finish()
+    return {
+        "cache": out,
+        "rows": cache.rows,
+        "units_total": cache.num_units,
+        "complete": complete,
+        "stored_bytes": cache.stored_bytes(),
+        **written,
+    }
+
+
+def extract(
+    cfg: PipelineConfig,
+    teacher_path: str,
+    out: str,
+    *,
+    limit: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    max_units: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Extract a cache of ``cfg.extract.views`` views of the training split into ``out``.
+
+    ``max_units`` stops after writing that many units (a time-boxed job; ``resume=True`` continues).
+    Returns a summary: rows and units written, seconds, raw and stored bytes, and whether the cache is complete.
+    """
+    device = resolve_device(cfg.extract.device)
+    cache, teacher, images = open_output(cfg, teacher_path, out, limit, resume, overwrite, storage_options, device)
+    todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
+    if max_units is not None:
+        todo = todo[:max_units]
+    log.info("%s: %d of %d units to write", out, len(todo), cache.num_units)
+    written = write_units(cache, cfg, teacher, images, device, todo, show_progress)
+    return finish_run(cache, out, written)
