@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# One thread per process, in the tests and in every process they start (DataLoader and dask workers, torchrun
+# ranks): on a 2-core machine shared with other work, more threads than cores only wait for each other.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import io
 import json
-import os
 import shutil
 import tarfile
 from collections.abc import Callable, Sequence
@@ -17,6 +23,8 @@ import torch
 from litcache import build_model, load_pipeline, save_model
 from litcache.config import PipelineConfig
 from litcache.extract import extract
+
+torch.set_num_threads(1)
 
 TRAIN_SAMPLES = 64
 TEST_SAMPLES = 32

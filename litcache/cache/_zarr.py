@@ -30,7 +30,8 @@ def gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
 
 def chunk_key(arr: zarr.Array, index: int) -> str:
     """Store key of the ``index``-th stored object (chunk, or shard when sharded) along the row axis of ``arr``."""
-    return f"{arr.path}/{arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))}"
+    key = arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))
+    return f"{arr.path}/{key}" if arr.path else key
 
 
 def v3_codecs(arr: zarr.Array) -> tuple[Any, ...] | None:
