@@ -9,6 +9,7 @@ import click
 
 from litcache.cli.options import (
     cache_argument,
+    data_option,
     handle_errors,
     json_option,
     pipeline_options,
@@ -75,6 +76,10 @@ def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool, quiet: boo
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the rows recomputed.")
 @click.option("--device", default="auto", show_default=True, help="Where the teacher runs (auto: cuda if present).")
+@data_option(
+    "With --teacher, the data the cache was extracted from, when it keeps no pixels (store.input=crc32): the "
+    "rows' views are made again from it. Default: the pipeline's data.source."
+)
 @json_option()
 @pipeline_options()
 @quiet_option()
@@ -85,6 +90,7 @@ def verify_cmd(
     fraction: float,
     seed: int,
     device: str,
+    data: str | None,
     as_json: bool,
     pipeline: str,
     overrides: tuple[str, ...],
@@ -101,7 +107,7 @@ def verify_cmd(
     from litcache.cache.reader import open_cache
     from litcache.cache.verify import verify_cache
 
-    cfg = resolve(pipeline, overrides)  # a pipeline that names the teacher's factory lets it be built
+    cfg = resolve(pipeline, overrides, data)  # a pipeline that names the teacher's factory lets it be built
     show_progress = not quiet and not as_json
     if teacher is None:
         report = verify_cache(open_cache(cache), show_progress=show_progress)
@@ -117,6 +123,7 @@ def verify_cmd(
             device=resolve_device(device),
             trusted=cfg.factories(),
             show_progress=show_progress,
+            data=cfg.data,
         )
     if as_json:
         click.echo(json.dumps({"ok": report.ok, "problems": report.problems, "checked": report.checked}, indent=2))

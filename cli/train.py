@@ -27,6 +27,11 @@ from litcache.cli.options import (
     teacher_option,
 )
 
+REGEN_DATA = (
+    "The data the cache was extracted from, when the cache keeps no pixels (store.input=crc32): its views are made "
+    "again from it. Default: the pipeline's data.source."
+)
+
 
 @click.command("train-teacher")
 @pipeline_options()
@@ -65,6 +70,7 @@ def train_teacher_cmd(
 @click.command("train-sections")
 @pipeline_options()
 @cache_option()
+@data_option(REGEN_DATA)
 @output_option("DIR", "Folder for section checkpoints and metrics.")
 @model_option("--student", "train.student", "The student")
 @click.option(
@@ -83,6 +89,7 @@ def train_sections_cmd(
     pipeline: str,
     overrides: tuple[str, ...],
     cache_url: str,
+    data: str | None,
     output: str,
     student: str | None,
     section: int | None,
@@ -101,7 +108,7 @@ def train_sections_cmd(
     """
     from litcache.train.trainer import train_sections
 
-    cfg = resolve(pipeline, overrides, **{"train.student": student})
+    cfg = resolve(pipeline, overrides, data, **{"train.student": student})
     records = train_sections(
         cfg,
         cache_url,
@@ -125,6 +132,7 @@ def train_sections_cmd(
 @click.command("kd")
 @pipeline_options()
 @cache_option()
+@data_option(REGEN_DATA)
 @click.option(
     "--student-sections",
     "-s",
@@ -146,6 +154,7 @@ def kd_cmd(
     pipeline: str,
     overrides: tuple[str, ...],
     cache_url: str,
+    data: str | None,
     sections_dir: str | None,
     output: str,
     epochs: int | None,
@@ -168,7 +177,7 @@ def kd_cmd(
 
     if (sections_dir is None) == (not (from_scratch or labels_only)):
         raise click.UsageError("pass --student-sections DIR, or --from-scratch / --labels-only for a baseline")
-    cfg = resolve(pipeline, overrides, **{"train.student": student})
+    cfg = resolve(pipeline, overrides, data, **{"train.student": student})
     records = train_end_to_end(
         cfg,
         cache_url,

@@ -26,6 +26,8 @@ SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("sgd", "adamw")  # sgd: Nesterov momentum; adamw: momentum is its beta1
 TRANSFORMS = ("pad-crop-flip", "random-resized-crop")
 B0_CHOICES = ("auto", "store", "recompute")
+INPUTS = ("auto", "pixels", "crc32")
+AUTO_PIXELS_MAX = 64 * 64  # store.input=auto keeps the pixels of views up to this many pixels (BENCHMARKS.md)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -214,8 +216,22 @@ class StoreConfig:
     chunk_mb: float = 4.0  # decoded size of one chunk of the widest array; sets rows per chunk
     shard_chunks: int = 0  # 0 = unsharded; else chunks per shard (the shard is then the unit of writing)
     # boundaries keep 7 mantissa bits (bfloat16's precision in float16's range; 0 = lossless float16): 1.06
-    # bytes per element against 1.34 lossless, and no accuracy cost in paired runs (BENCHMARKS.md)
+    # bytes per element against 1.34 lossless, and no accuracy cost in paired runs (BENCHMARKS.md); float
+    # boundaries only (bits = 0)
     bitround_keepbits: int = 7
+    # boundaries as integer codes of this many bits (2..8) with a scale and zero point per unit and channel,
+    # quantised on the teacher's device (litcache/cache/quantize.py); 0 = float boundaries in `dtype`, which is
+    # then also what readers decode quantised boundaries to
+    bits: int = 0
+    # the section-1 input: "pixels" (each view, uint8), or "crc32" (its CRC-32: stage two makes the view again
+    # from the data); "auto": pixels for views up to 64x64, else crc32 (benchmarks/input_regeneration.py)
+    input: str = "auto"
+
+    def input_kind(self, view_shape: typing.Sequence[int]) -> str:
+        """What the cache keeps of views of ``view_shape`` (C, H, W): ``pixels`` or ``crc32``."""
+        if self.input != "auto":
+            return self.input
+        return "pixels" if int(view_shape[-1]) * int(view_shape[-2]) <= AUTO_PIXELS_MAX else "crc32"
 
     def __post_init__(self) -> None:
         _check(self.dtype in DTYPES, f"store.dtype must be one of {DTYPES}, got {self.dtype!r}")
@@ -229,6 +245,11 @@ class StoreConfig:
             f"store.bitround_keepbits must be in 0..{bits} for store.dtype={self.dtype} (0 = lossless), "
             f"got {self.bitround_keepbits}",
         )
+        _check(
+            self.bits == 0 or 2 <= self.bits <= 8,
+            f"store.bits must be 0 (float boundaries) or a code width in 2..8, got {self.bits}",
+        )
+        _check(self.input in INPUTS, f"store.input must be one of {INPUTS}, got {self.input!r}")
 
 
 @dataclass(frozen=True)

@@ -178,9 +178,9 @@ def test_report_of_a_cache_reads_a_bounded_sample(
     reads: list[tuple[int, int]] = []
     real = Cache.read
 
-    def spy(self: Cache, names: Any, start: int, stop: int) -> dict[str, np.ndarray]:
+    def spy(self: Cache, names: Any, start: int, stop: int, **kwargs: Any) -> dict[str, np.ndarray]:
         reads.append((start, stop))
-        return real(self, names, start, stop)
+        return real(self, names, start, stop, **kwargs)
 
     monkeypatch.setattr(Cache, "read", spy)
     result = CliRunner().invoke(main, ["report", str(cache_path), "--sample-units", "3", "-o", str(tmp_path), "-q"])

@@ -47,6 +47,11 @@ def crc32(x: np.ndarray) -> int:
     return zlib_ng.crc32(np.ascontiguousarray(x).data.cast("B")) & 0xFFFFFFFF
 
 
+def row_crc32(rows: np.ndarray) -> np.ndarray:
+    """(N,) uint32: the CRC-32 of each row's bytes (a view's pixels, when the cache keeps no pixels)."""
+    return np.array([crc32(row) for row in rows], dtype=np.uint32)
+
+
 _BLOSC_SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": 2}
 
 

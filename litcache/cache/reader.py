@@ -19,7 +19,8 @@ from zarr.buffer import default_buffer_prototype
 
 from litcache.cache import _zarr
 from litcache.cache.codecs import ChunkCodec, crc32
-from litcache.cache.layout import FORMAT, FORMAT_VERSION, FROZEN, PROGRESS, STATS
+from litcache.cache.layout import FORMAT, FROZEN, INPUT, PROGRESS, READABLE_VERSIONS, STATS
+from litcache.cache.quantize import dequantize
 from litcache.errors import CacheError
 
 
@@ -57,10 +58,10 @@ class Cache:
         manifest = dict(cast(dict[str, Any], group.attrs.get("litcache", {})))
         if manifest.get("format") != FORMAT:
             raise CacheError(f"{url} is a Zarr group but not a litcache cache (no 'litcache' manifest)")
-        if manifest.get("format_version") != FORMAT_VERSION:
+        if manifest.get("format_version") not in READABLE_VERSIONS:
             raise CacheError(
-                f"{url} has cache format version {manifest.get('format_version')}; this litcache reads "
-                f"version {FORMAT_VERSION}: re-extract it with this version"
+                f"{url} has cache format version {manifest.get('format_version')}; this litcache reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}: re-extract it with this version"
             )
         if manifest.get("creating"):
             raise CacheError(
@@ -149,18 +150,71 @@ class Cache:
             self._codecs[name] = ChunkCodec.for_array(self.array(name))
         return self._codecs[name]
 
-    def read(self, names: Iterable[str], start: int, stop: int) -> dict[str, np.ndarray]:
-        """Rows start..stop of each array in ``names``: every chunk fetched concurrently (one round trip to
-        the store for all), then decoded here; arrays ``ChunkCodec`` does not cover are read by zarr."""
+    # -- what is stored, and how it decodes -------------------------------------------------------------------
+    @property
+    def quant_bits(self) -> int:
+        """Bits of the boundaries' integer codes (0: float boundaries)."""
+        return int((self.manifest.get("quantization") or {}).get("bits", 0))
+
+    def is_quantized(self, name: str) -> bool:
+        return name in (self.manifest.get("quantization") or {}).get("params", {})
+
+    def quant_params_name(self, name: str) -> str:
+        """The unit array of quantised boundary ``name``'s scales and zero points."""
+        return str(self.manifest["quantization"]["params"][name])
+
+    @property
+    def input_stored(self) -> bool:
+        """Whether the cache holds the views' pixels (``input``); else stage two regenerates them from the data
+        and checks them against ``rows/input_crc``."""
+        return INPUT in self.manifest["arrays"]
+
+    def stored_names(self, names: Iterable[str]) -> list[str]:
+        """The stored arrays that decode ``names``: each quantised boundary with its scales (unit arrays)."""
+        out = list(names)
+        out += [self.quant_params_name(n) for n in out if self.is_quantized(n)]
+        return list(dict.fromkeys(out))
+
+    def read(self, names: Iterable[str], start: int, stop: int, *, decode: bool = True) -> dict[str, np.ndarray]:
+        """Rows start..stop of each array in ``names``, decoded (quantised boundaries dequantised to
+        ``quantization.decoded_dtype``); ``decode=False`` gives the stored arrays (the codes of a quantised
+        boundary), and a unit array in ``names`` (``quant/k``) gives the rows of the units that hold rows
+        start..stop."""
         names = list(names)
-        decoders = {name: self.codec(name) for name in names}  # opened here: zarr's sync API, not in the loop
-        fetches = [(name, row, key) for name, d in decoders.items() if d for row, key in d.keys(start, stop)]
+        wanted = self.stored_names(names) if decode else names
+        units = (start // self.rows_per_unit, (stop - 1) // self.rows_per_unit + 1)
+        stored = self.read_stored({n: units if n in self.unit_arrays() else (start, stop) for n in wanted})
+        if decode:
+            for name in names:
+                if self.is_quantized(name):
+                    stored[name] = self.dequantize(name, stored[name], stored[self.quant_params_name(name)], start)
+        return {name: stored[name] for name in names}
+
+    def dequantize(self, name: str, codes: np.ndarray, params: np.ndarray, start: int) -> np.ndarray:
+        """The values of quantised boundary ``name`` from its codes of rows ``start``... and the scales of the units
+        that hold them (``params``, from the first of those units)."""
+        q = self.manifest["quantization"]
+        k = int(name.rsplit("/", 1)[1])
+        row_shape = self.boundary_shapes()[k]
+        out = np.empty((len(codes), *row_shape), dtype=q["decoded_dtype"])
+        first_unit = start // self.rows_per_unit
+        for i in range(len(params)):
+            s = max((first_unit + i) * self.rows_per_unit - start, 0)
+            e = min((first_unit + i + 1) * self.rows_per_unit - start, len(codes))
+            out[s:e] = dequantize(codes[s:e], params[i], q["bits"], row_shape, q["decoded_dtype"])
+        return out
+
+    def read_stored(self, ranges: Mapping[str, tuple[int, int]]) -> dict[str, np.ndarray]:
+        """Rows ``ranges[name]`` of each stored array: every chunk fetched concurrently (one round trip to the store
+        for all), then decoded here; arrays ``ChunkCodec`` does not cover are read by zarr."""
+        decoders = {name: self.codec(name) for name in ranges}  # opened here: zarr's sync API, not in the loop
+        fetches = [(name, row, key) for name, d in decoders.items() if d for row, key in d.keys(*ranges[name])]
         by_zarr = [name for name, d in decoders.items() if d is None]
         prototype = default_buffer_prototype()
         reads: list[Awaitable[Any]] = [self.array(name).store.get(key, prototype=prototype) for name, _, key in fetches]
-        reads += [self.array(name).async_array.getitem(slice(start, stop)) for name in by_zarr]
+        reads += [self.array(name).async_array.getitem(slice(*ranges[name])) for name in by_zarr]
         results = _zarr.gather(reads)
-        chunks: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        chunks: dict[str, list[np.ndarray]] = {name: [] for name in ranges}
         out = {}
         name = ""
         try:
@@ -169,6 +223,7 @@ class Cache:
                     raise CacheError(f"chunk {key} is missing")
                 if isinstance(value, BaseException):
                     raise value
+                start, stop = ranges[name]
                 chunk = decoders[name].decode(value.as_numpy_array())  # type: ignore[union-attr]
                 chunks[name].append(chunk[max(start - row, 0) : stop - row])
             for name, value in zip(by_zarr, results[len(fetches) :], strict=True):
@@ -176,6 +231,7 @@ class Cache:
                     raise value
                 out[name] = np.asarray(value)
         except Exception as exc:  # a chunk that does not decode raises the codec's own error type
+            start, stop = ranges.get(name, (0, 0))
             raise CacheError(
                 f"cache {self.url} is corrupt: cannot read {name} rows {start}..{stop - 1} ({exc}); check it with "
                 f"`litcache inspect --verify {self.url}` and re-extract it (`litcache extract --overwrite`)"
@@ -183,21 +239,36 @@ class Cache:
         for name, parts in chunks.items():
             if name not in out:
                 out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return {name: out[name] for name in names}
+        return out
+
+    def read_unit(self, unit: int, names: Iterable[str], verify: bool = True) -> dict[str, np.ndarray]:
+        """All rows of ``unit`` of each array in ``names``, checked against the unit's CRC-32s (``verify``), then
+        decoded."""
+        s, e = self.unit_rows(unit)
+        names = list(names)
+        stored = self.read(self.stored_names(names), s, e, decode=False)
+        if verify:
+            self.check_unit(unit, stored)
+        for name in names:
+            if self.is_quantized(name):
+                stored[name] = self.dequantize(name, stored[name], stored[self.quant_params_name(name)], s)
+        return {name: stored[name] for name in names}
 
     def check_unit(self, unit: int, arrays: Mapping[str, np.ndarray]) -> None:
-        """Compare ``arrays`` (all rows of ``unit``, any of the row arrays) with the unit's CRC-32s.
+        """Compare ``arrays`` (as stored: all rows of ``unit`` of any row array, the unit's row of any unit array)
+        with the unit's CRC-32s.
 
         ``read`` refuses a deleted chunk; this catches one whose bytes changed but still decode.
         """
         if not hasattr(self, "_record"):
             self._record = read_array(self.array(PROGRESS))
         s, e = self.unit_rows(unit)
-        names = self.data_arrays()
+        columns = self.data_arrays() + self.unit_arrays()
         for name, x in arrays.items():
-            if len(x) != e - s:
+            per_unit = name in self.unit_arrays()
+            if len(x) != (1 if per_unit else e - s):
                 raise ValueError(f"check_unit needs all {e - s} rows of unit {unit}, got {len(x)} of {name}")
-            if name in names and crc32(x) != self._record[unit, 1 + names.index(name)]:
+            if name in columns and crc32(x[0] if per_unit else x) != self._record[unit, 1 + columns.index(name)]:
                 raise CacheError(
                     f"cache {self.url} is corrupt: {name} rows {s}..{e - 1} do not match their checksum "
                     f"(a chunk was changed or deleted); run `litcache inspect --verify {self.url}` and re-extract"
@@ -210,7 +281,12 @@ class Cache:
 
     # -- progress ---------------------------------------------------------------------------------------
     def data_arrays(self) -> list[str]:
+        """The row arrays, in the order of the progress record's checksums."""
         return list(self.manifest["progress_arrays"])
+
+    def unit_arrays(self) -> list[str]:
+        """The arrays of one row per unit (a quantised boundary's scales), whose checksums follow the row arrays'."""
+        return list(self.manifest.get("unit_arrays", {}))
 
     def done_units(self) -> np.ndarray:
         """Boolean mask over units: which are written and vouched for by their progress record."""
@@ -231,7 +307,7 @@ class Cache:
     def verify(self, units: Iterable[int] | None = None) -> list[str]:
         """Re-read units and compare CRC-32s with the progress record; returns the problems found."""
         record = read_array(self.array(PROGRESS))
-        names = self.data_arrays()
+        names = self.data_arrays() + self.unit_arrays()
         problems = []
         for u in units if units is not None else range(self.num_units):
             if record[u, 0] != 1:
@@ -241,7 +317,8 @@ class Cache:
             s, e = self.unit_rows(u)
             for j, name in enumerate(names):
                 try:
-                    data = read_array(self.array(name), slice(s, e))
+                    per_unit = name in self.unit_arrays()
+                    data = read_array(self.array(name), u if per_unit else slice(s, e))
                 except Exception as exc:  # a chunk that does not decode raises the codec's own error type
                     problems.append(f"unit {u} (rows {s}..{e - 1}): {name} cannot be read ({exc})")
                     continue
@@ -250,7 +327,8 @@ class Cache:
         return problems
 
     def boundary_stats(self) -> list[dict[str, float]]:
-        """Mean, std and max |x| of each stored boundary (``stored_boundaries``) over the units written so far."""
+        """Mean, std, max |x| and the error bound (the largest error of a stored value against the teacher's float32;
+        format version 3) of each stored boundary (``stored_boundaries``) over the units written so far."""
         stats = read_array(self.array(STATS))  # (units, stored boundaries, 3)
         done = self.done_units()
         out = []
@@ -261,7 +339,10 @@ class Cache:
             mean = total / n if n else 0.0
             var = max(total_sq / n - mean * mean, 0.0) if n else 0.0
             absmax = float(stats[done, i, 2].max()) if done.any() else 0.0
-            out.append({"boundary": k, "mean": float(mean), "std": math.sqrt(var), "abs_max": absmax})
+            entry = {"boundary": k, "mean": float(mean), "std": math.sqrt(var), "abs_max": absmax}
+            if stats.shape[2] > 3:  # format version 3: the largest error of a stored value
+                entry["error_bound"] = float(stats[done, i, 3].max()) if done.any() else 0.0
+            out.append(entry)
         return out
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from litcache.cache.quantize import channel_axis
 from litcache.cache.reader import Cache
 from litcache.models.specs import describe
 from litcache.progress import progress_bar
@@ -24,10 +25,12 @@ def summarize(cache: Cache) -> dict[str, Any]:
             "stored_bytes": int(arr.nbytes_stored()),
             "raw_fp32_bytes": int(np.prod(arr.shape, dtype=np.int64)) * 4,
         }
-    data_names = cache.data_arrays()
+    data_names = cache.data_arrays() + cache.unit_arrays()
     stored = sum(arrays[n]["stored_bytes"] for n in data_names)
-    bounds = [n for n in data_names if n.startswith("boundary/")]
-    elements = sum(int(np.prod(arrays[n]["shape"], dtype=np.int64)) for n in bounds)
+    # a boundary's bytes: its array and, when quantised, its scales; its elements: rows x the boundary's shape
+    bounds = [n for n in data_names if n.startswith(("boundary/", "quant/"))]
+    shapes = cache.boundary_shapes()
+    elements = sum(cache.rows * int(np.prod(shapes[k], dtype=np.int64)) for k in cache.stored_boundaries())
     return {
         "url": cache.url,
         "format_version": m["format_version"],
@@ -44,6 +47,8 @@ def summarize(cache: Cache) -> dict[str, Any]:
             "model": describe(m["teacher"]["model"]),
         },
         "data": {k: m["data"][k] for k in ("identity", "samples", "fingerprint")},
+        "input": "stored" if cache.input_stored else "regenerated from the data (the cache needs its data)",
+        "quantization": m.get("quantization"),
         "transform": m["transform"],
         "store": m["store"],
         "boundary_shapes": m["teacher"]["boundary_shapes"],
@@ -74,27 +79,46 @@ def _dask_progress(bar: Any) -> Any:
     return Progress()
 
 
+def _channel_sums(cache: Cache, name: str, units: range) -> np.ndarray:
+    """(5, C) float64 over ``units``: count, sum, sum of squares, min and max of each channel of ``name``, decoded."""
+    k = int(name.rsplit("/", 1)[1])
+    shape = cache.boundary_shapes()[k]
+    axis = channel_axis(shape) + 1
+    out = np.zeros((5, shape[axis - 1]))
+    out[3], out[4] = np.inf, -np.inf
+    for unit in units:
+        x = cache.read([name], *cache.unit_rows(unit))[name]
+        x = np.moveaxis(x, axis, 0).reshape(shape[axis - 1], -1).astype(np.float64)  # (C, rest)
+        out[0] += x.shape[1]
+        out[1] += x.sum(1)
+        out[2] += np.square(x).sum(1)
+        out[3] = np.minimum(out[3], x.min(1))
+        out[4] = np.maximum(out[4], x.max(1))
+    return out
+
+
 def channel_stats(
-    cache: Cache, scheduler: str = "threads", show_progress: bool = False
+    cache: Cache, scheduler: str = "threads", show_progress: bool = False, units_per_task: int = 8
 ) -> dict[str, dict[str, list[float]]]:
-    """Per-channel mean, std, min and max of every boundary over the whole cache, computed with dask."""
+    """Per-channel mean, std, min and max of every stored boundary over the whole cache, of its decoded values
+    (dequantised, when quantised), computed with dask: one task per ``units_per_task`` units."""
     import dask
-    import dask.array as da
 
     out = {}
-    for name in cache.data_arrays():
-        if not name.startswith("boundary/"):
-            continue
-        arr = cache.array(name)
-        x = da.from_zarr(arr, chunks=arr.chunks).astype(np.float64)
-        axes = (0, *range(2, x.ndim))
+    for k in cache.stored_boundaries():
+        name = f"boundary/{k}"
+        groups = [range(u, min(u + units_per_task, cache.num_units)) for u in range(0, cache.num_units, units_per_task)]
+        tasks = [dask.delayed(_channel_sums)(cache, name, g) for g in groups]
         with (
             progress_bar(total=0, desc=f"stats {name}", unit="task", enabled=show_progress) as bar,
             _dask_progress(bar),
         ):
-            mean, std, lo, hi = dask.compute(
-                x.mean(axis=axes), x.std(axis=axes), x.min(axis=axes), x.max(axis=axes), scheduler=scheduler
-            )
+            parts = dask.compute(*tasks, scheduler=scheduler)
+        count, total, total_sq = (sum(p[i] for p in parts) for i in range(3))
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+        lo = np.min([p[3] for p in parts], axis=0)
+        hi = np.max([p[4] for p in parts], axis=0)
         out[name] = {"mean": mean.tolist(), "std": std.tolist(), "min": lo.tolist(), "max": hi.tolist()}
     return out
 
@@ -111,8 +135,9 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['teacher']['fingerprint'][:23]}…",
         f"sections   {', '.join(s['teacher']['sections'])} (b0 {s['teacher']['b0']})",
         f"data       {s['data']['identity'][:90]}",
-        f"store      {s['store']['dtype']} {s['store']['codec']} level {s['store']['level']}, "
+        f"store      {_boundaries(s)} {s['store']['codec']} level {s['store']['level']}, "
         f"{s['stored_bytes'] / mb:.1f} MB, {s['boundary_bytes_per_element']:.3f} bytes per boundary element",
+        f"input      {s['input']}",
         "",
         f"{'array':<28} {'shape':<24} {'dtype':<8} {'stored MB':>10} {'fp32 MB':>10}",
     ]
@@ -123,5 +148,17 @@ def format_summary(s: dict[str, Any]) -> str:
         )
     lines.append("")
     for st in s["boundary_stats"]:
-        lines.append(f"boundary {st['boundary']}: mean {st['mean']:.4f} std {st['std']:.4f} max|x| {st['abs_max']:.4f}")
+        bound = f" error <= {st['error_bound']:.4g}" if "error_bound" in st else ""
+        lines.append(
+            f"boundary {st['boundary']}: mean {st['mean']:.4f} std {st['std']:.4f} max|x| {st['abs_max']:.4f}{bound}"
+        )
     return "\n".join(lines)
+
+
+def _boundaries(s: dict[str, Any]) -> str:
+    """How the boundaries are stored, in words: ``int4 codes (per unit and channel) -> float16`` or ``float16``."""
+    q = s.get("quantization")
+    if q:
+        return f"int{q['bits']} codes (scale per unit and channel) -> {q['decoded_dtype']}"
+    keep = s["store"].get("bitround_keepbits")
+    return s["store"]["dtype"] + (f" ({keep} mantissa bits)" if keep else "")

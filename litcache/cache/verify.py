@@ -52,6 +52,8 @@ def tolerance(cache: Cache, name: str) -> float:
     covers a recomputed value on the other side of a rounding boundary. k is ``store.bitround_keepbits`` for the
     boundaries when set, else the stored dtype's (10 for float16, 23 for float32).
     """
+    if cache.is_quantized(name):  # the float rounding of the decoded values; the quantisation's step comes on top
+        return 2.0 ** -MANTISSA_BITS[cache.manifest["quantization"]["decoded_dtype"]]
     dtype = str(cache.array(name).dtype)
     keep = MANTISSA_BITS.get(dtype, 23)
     if name.startswith("boundary/"):

@@ -18,9 +18,18 @@ from zarr.codecs import ZstdCodec
 
 from litcache.cache import _zarr
 from litcache.cache.codecs import bitround, build_codecs, crc32
-from litcache.cache.layout import FORMAT, FORMAT_VERSION, PROGRESS, STAT_FIELDS, STATS, ArraySpec, rows_per_chunk
+from litcache.cache.layout import (
+    FORMAT,
+    FORMAT_VERSION,
+    PROGRESS,
+    STAT_FIELDS,
+    STATS,
+    ArraySpec,
+    float_error,
+    rows_per_chunk,
+)
 from litcache.cache.reader import Cache, filesystem, manifest_at, open_group, storage_opts
-from litcache.config import StoreConfig
+from litcache.config import MANTISSA_BITS, StoreConfig
 from litcache.errors import CacheError
 
 
@@ -47,27 +56,32 @@ class CacheWriter(Cache):
         return super()._open(name).with_config({"write_empty_chunks": True})
 
     def keepbits(self, name: str) -> int:
-        """Mantissa bits kept in array ``name``'s stored values (store.bitround_keepbits for boundaries); 0: exact."""
-        if not name.startswith("boundary/"):
+        """Mantissa bits kept in array ``name``'s stored values (store.bitround_keepbits for float boundaries);
+        0: exact (or quantised codes)."""
+        if not name.startswith("boundary/") or self.quant_bits:
             return 0
         return int(self.manifest.get("store", {}).get("bitround_keepbits", 0))
 
     def write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None = None) -> None:
-        """Write one whole unit of every data array, then its progress record.
+        """Write one whole unit of every row array and every unit array (``quant/k``: the unit's own row), then its
+        progress record.
 
         ``stats`` (B, 3): sum, sum of squares and max |x| per stored boundary of the values as stored (bit-rounded
-        when ``store.bitround_keepbits`` is set), when the caller has them already.
+        when ``store.bitround_keepbits`` is set, dequantised when quantised), when the caller has them already;
+        a quantised unit needs them.
         """
         with writing(self.url, f"unit {unit}", RESUME_HINT):
             self._write_unit(unit, arrays, stats)
 
     def _write_unit(self, unit: int, arrays: Mapping[str, np.ndarray], stats: np.ndarray | None) -> None:
         s, e = self.unit_rows(unit)
-        names = self.data_arrays()
-        missing = set(names) - set(arrays)
+        names, per_unit = self.data_arrays(), self.unit_arrays()
+        missing = set(names + per_unit) - set(arrays)
         if missing:
             raise CacheError(f"unit {unit}: no data for {sorted(missing)}")
-        record = np.zeros(1 + len(names), dtype=np.uint32)
+        if self.quant_bits and stats is None:
+            raise CacheError(f"unit {unit}: a quantised unit needs the statistics of its dequantised boundaries")
+        record = np.zeros(1 + len(names) + len(per_unit), dtype=np.uint32)
         bounds = [n for n in names if n.startswith("boundary/")]
         final = np.zeros((len(bounds), len(STAT_FIELDS))) if stats is None else np.array(stats, np.float64)
         stored: list[tuple[zarr.Array, str, Any]] = []  # (array, key, bytes) of the chunks encoded here
@@ -87,9 +101,15 @@ class CacheWriter(Cache):
             if name.startswith("boundary/") and stats is None:
                 k = bounds.index(name)
                 x64 = x.astype(np.float64)
-                final[k] = (x64.sum(), np.square(x64).sum(), np.abs(x64).max())
+                peak = float(np.abs(x64).max())
+                error = float_error(peak, keepbits or MANTISSA_BITS[str(x.dtype)])
+                final[k] = (x64.sum(), np.square(x64).sum(), peak, error)
         if stored:
             _zarr.write_objects(stored)
+        for j, name in enumerate(per_unit, start=1 + len(names)):
+            x = np.ascontiguousarray(arrays[name], dtype=self.array(name).dtype)
+            self.array(name)[unit] = x
+            record[j] = crc32(x)
         self.array(STATS)[unit] = final
         record[0] = 1
         self.array(PROGRESS)[unit] = record  # last: the record vouches for data that is already stored
@@ -127,8 +147,10 @@ def create_cache(
     cfg: StoreConfig,
     small: Mapping[str, np.ndarray],
     storage_options: Mapping[str, Any] | None = None,
+    unit_specs: Sequence[ArraySpec] = (),
 ) -> CacheWriter:
-    """Create an empty cache at ``url`` with the row arrays ``specs`` and small arrays ``small``."""
+    """Create an empty cache at ``url`` with the row arrays ``specs``, the arrays of one row per unit
+    ``unit_specs`` (a quantised boundary's scales) and small arrays ``small``."""
     rows = int(manifest["rows"])
     chunk = rows_per_chunk(specs, cfg.chunk_mb, rows)
     unit = chunk * cfg.shard_chunks if cfg.shard_chunks else chunk
@@ -140,6 +162,7 @@ def create_cache(
         "rows_per_unit": unit,
         "progress_arrays": [s.name for s in specs],
         "arrays": {s.name: {"row_shape": list(s.row_shape), "dtype": s.dtype} for s in specs},
+        "unit_arrays": {s.name: {"row_shape": list(s.row_shape), "dtype": s.dtype} for s in unit_specs},
         "complete": False,
     }
     # a provisional manifest from the first write on: an interrupted creation is still recognisably a cache
@@ -162,10 +185,19 @@ def create_cache(
                 **build_codecs(cfg),
             )
         units = math.ceil(rows / unit)
+        for spec in unit_specs:  # one chunk per unit: each unit's writer writes its own
+            group.create_array(
+                spec.name,
+                shape=(units, *spec.row_shape),
+                chunks=(1, *spec.row_shape),
+                dtype=spec.dtype,
+                fill_value=0,
+                config={"write_empty_chunks": True},
+            )
         group.create_array(
             PROGRESS,
-            shape=(units, 1 + len(specs)),
-            chunks=(1, 1 + len(specs)),
+            shape=(units, 1 + len(specs) + len(unit_specs)),
+            chunks=(1, 1 + len(specs) + len(unit_specs)),
             dtype="uint32",
             fill_value=0,
             config={"write_empty_chunks": True},

@@ -14,6 +14,7 @@ vectorised code whose rounding could depend on the CPU's instruction set.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -184,6 +185,18 @@ def transform_spec(cfg: DataConfig) -> dict[str, Any]:
         "eval_resize": cfg.eval_resize,
         "plain_view0": cfg.plain_view0,
     }
+
+
+def view_config(cfg: DataConfig, spec: dict[str, Any], channels: int) -> DataConfig:
+    """``cfg`` with the view settings of a manifest's ``transform`` (the inverse of :func:`transform_spec`), so
+    views are made as the cache's were, whatever the pipeline at hand says."""
+    if spec["kind"] == "pad-crop-flip":
+        fields = {"pad": spec["pad"]}
+    else:
+        fields = {k: spec[k] for k in ("size", "eval_resize")} | {k: tuple(spec[k]) for k in ("scale", "ratio")}
+    return dataclasses.replace(
+        cfg, transform=spec["kind"], flip=spec["flip"], plain_view0=spec["plain_view0"], channels=channels, **fields
+    )
 
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:

@@ -10,16 +10,17 @@ from typing import Any
 import numpy as np
 
 from litcache import __version__
-from litcache.cache.layout import FROZEN, ArraySpec, boundary_name
+from litcache.cache.layout import FROZEN, INPUT, INPUT_CRC, ArraySpec, boundary_name
+from litcache.cache.quantize import channel_axis, packed_row_bytes, quant_name
 from litcache.cache.writer import CacheWriter
-from litcache.config import PipelineConfig
+from litcache.config import PipelineConfig, StoreConfig
 from litcache.data import ImageSet, transform_spec
 from litcache.errors import CacheError
 from litcache.models import Probe, SectionedModel
 from litcache.models.checkpoint import fingerprint_state
 
 # manifest entries that must agree for --resume to continue a cache
-RESUME_KEYS = ("teacher", "data", "views", "seed", "transform", "store", "compute", "arrays", "rows")
+RESUME_KEYS = ("teacher", "data", "views", "seed", "transform", "store", "compute", "arrays", "unit_arrays", "rows")
 
 
 def teacher_parts(model: SectionedModel) -> dict[str, np.ndarray]:
@@ -36,19 +37,55 @@ def store_b0(cfg: PipelineConfig, shapes: Probe, input_shape: tuple[int, ...]) -
     return b0_bytes < int(np.prod(input_shape))
 
 
-def array_specs(input_shape: tuple[int, ...], shapes: Probe, b0: bool, dtype: str) -> list[ArraySpec]:
+def array_specs(input_shape: tuple[int, ...], shapes: Probe, b0: bool, store: StoreConfig) -> list[ArraySpec]:
+    """The row arrays: rows, the input (its pixels, or their CRC-32), the stored boundaries (floats, or quantised
+    codes as bit planes), the outputs."""
     specs = [
         ArraySpec("rows/sample", (), "int32"),
         ArraySpec("rows/view", (), "int32"),
         ArraySpec("rows/label", (), "int32"),
-        ArraySpec("input", input_shape, "uint8"),
+        ArraySpec(INPUT, input_shape, "uint8")
+        if store.input_kind(input_shape) == "pixels"
+        else ArraySpec(INPUT_CRC, (), "uint32"),
     ]
-    specs += [ArraySpec(boundary_name(k), s, dtype) for k, s in enumerate(shapes.boundary_shapes) if k or b0]
+    for k, shape in enumerate(shapes.boundary_shapes):
+        if k == 0 and not b0:
+            continue
+        if store.bits:
+            decoded = int(np.prod(shape)) * np.dtype(store.dtype).itemsize
+            specs.append(ArraySpec(boundary_name(k), (packed_row_bytes(shape, store.bits),), "uint8", decoded))
+        else:
+            specs.append(ArraySpec(boundary_name(k), shape, store.dtype))
     if shapes.output_kind == "logits":
         specs.append(ArraySpec("logits", shapes.output_shape, "float32"))
     else:  # an image model's output, stored at the boundaries' precision
-        specs.append(ArraySpec("output", shapes.output_shape, dtype))
+        specs.append(ArraySpec("output", shapes.output_shape, store.dtype))
     return specs
+
+
+def unit_specs(shapes: Probe, b0: bool, store: StoreConfig) -> list[ArraySpec]:
+    """The arrays with one row per unit: each quantised boundary's scales and zero points, (2, channels)."""
+    if not store.bits:
+        return []
+    return [
+        ArraySpec(quant_name(k), (2, shape[channel_axis(shape)]), "float32")
+        for k, shape in enumerate(shapes.boundary_shapes)
+        if k or b0
+    ]
+
+
+def quantization_entry(shapes: Probe, b0: bool, store: StoreConfig) -> dict[str, Any] | None:
+    """The manifest's ``quantization``: how readers decode the boundaries (None for float boundaries)."""
+    if not store.bits:
+        return None
+    stored = [k for k in range(len(shapes.boundary_shapes)) if k or b0]
+    return {
+        "bits": store.bits,
+        "packing": "bit planes, most significant first, 8 elements a byte (numpy.packbits)",
+        "decoded_dtype": store.dtype,
+        "params": {boundary_name(k): quant_name(k) for k in stored},
+        "channel_axis": {boundary_name(k): channel_axis(shapes.boundary_shapes[k]) for k in stored},
+    }
 
 
 def build_manifest(
@@ -60,6 +97,7 @@ def build_manifest(
     b0: bool,
     device_type: str,
 ) -> dict[str, Any]:
+    quantization = quantization_entry(shapes, b0, cfg.store)
     return {
         "litcache_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -81,6 +119,13 @@ def build_manifest(
         "rows": len(images) * cfg.extract.views,
         "transform": transform_spec(cfg.data),
         "store": {k: v for k, v in cfg.to_dict()["store"].items()},
+        **({"quantization": quantization} if quantization else {}),
+        # without pixels (store.input = crc32, or auto for large views) stage two regenerates each view from the data
+        "input": (
+            "stored"
+            if cfg.store.input_kind(images.input_shape) == "pixels"
+            else "regenerated from the data, checked by rows/input_crc"
+        ),
         # how the numbers were computed: another device, memory format or batch size rounds differently, so a
         # resumed cache must keep them to equal an uninterrupted one bit for bit
         "compute": {
@@ -102,8 +147,9 @@ def check_resumable(cache: CacheWriter, manifest: Mapping[str, Any]) -> None:
         if key in ("teacher", "data"):
             old = {k: v for k, v in (old or {}).items() if k != "checkpoint"}
             new = {k: v for k, v in (new or {}).items() if k != "checkpoint"}
-        if key == "arrays":
-            new = {k: {"row_shape": list(v.row_shape), "dtype": v.dtype} for k, v in new.items()}  # type: ignore[union-attr]
+        if key in ("arrays", "unit_arrays"):
+            new = {k: {"row_shape": list(v.row_shape), "dtype": v.dtype} for k, v in (new or {}).items()}  # type: ignore[union-attr]
+            old = old or {}
         if old != new:
             diffs.append(f"{key}: cache has {old}, this run has {new}")
     if diffs:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from litcache.config import MANTISSA_BITS
+from litcache.cache.layout import boundary_name, float_error
+from litcache.cache.quantize import channel_axis, quant_name
+from litcache.cache.quantize import pack_planes as reference_pack_planes
+from litcache.config import MANTISSA_BITS, StoreConfig
 from litcache.data import to_unit_float
 from litcache.errors import CacheError
 from litcache.models import SectionedModel
@@ -69,23 +72,113 @@ def check_finite(t: torch.Tensor, what: str) -> None:
         )
 
 
+def check_outputs(outputs: torch.Tensor, bounds: list[torch.Tensor], first: int, where: str, name: str) -> None:
+    """Refuse a unit whose outputs hold NaN or Inf, naming the first boundary that does (where it began)."""
+    if bool(torch.isfinite(outputs).all()):
+        return
+    for k, t in enumerate(bounds, start=first):  # Inf in float16 is an overflow of the cast: unit_stats says so
+        check_finite(t if t.dtype != torch.float16 else t[~torch.isinf(t)], f"boundary {k}{where}")
+    check_finite(outputs, f"{name}{where}")
+
+
 @torch.inference_mode()
-def unit_stats(bounds: list[torch.Tensor], first: int = 1, where: str = "") -> np.ndarray:
-    """(B, 3) float64: sum, sum of squares and max |x| of each stored boundary (b_first ...) of one unit, of the
-    stored values.
+def unit_stats(
+    bounds: list[torch.Tensor],
+    first: int = 1,
+    where: str = "",
+    mantissa_bits: int = 0,
+    steps: list[torch.Tensor] | None = None,
+    decoded: str = "",
+) -> np.ndarray:
+    """(B, 4) float64: sum, sum of squares, max |x| and the error bound of each stored boundary (b_first ...) of one
+    unit, of the values as stored (dequantised, when quantised).
 
     Computed where the tensors are (the GPU, when there is one). The max is exact and doubles as the overflow
     check of the cast; the sums add float32 partial sums per row (exact widening of the stored values, relative
-    error about 1e-8) in float64, several times cheaper on a CPU than float64 throughout.
+    error about 1e-8) in float64, several times cheaper on a CPU than float64 throughout. The error bound is half
+    a step of the unit's coarsest channel (``steps``: each boundary's scales, when quantised) plus the rounding of
+    floats of ``mantissa_bits`` bits at the unit's peak (the stored dtype, or ``decoded``, what readers decode to).
     """
     rows = []
-    for k, t in enumerate(bounds, start=first):
+    for i, (k, t) in enumerate(enumerate(bounds, start=first)):
         lo, hi = torch.aminmax(t)
         peak = torch.maximum(-lo, hi).double()
         if not torch.isfinite(peak):
             check_finite(t if t.dtype != torch.float16 else t[~torch.isinf(t)], f"boundary {k}{where}")
             raise CacheError(f"boundary {k}{where} does not fit {t.dtype} (it overflows); set store.dtype=float32")
+        if decoded == "float16" and float(peak) > float(torch.finfo(torch.float16).max):
+            raise CacheError(f"boundary {k}{where} does not fit float16 (it overflows); set store.dtype=float32")
         x = t.float().reshape(len(t), -1)
-        rows.append(torch.stack([x.sum(1).double().sum(), x.square().sum(1).double().sum(), peak]))
-    return torch.stack(rows).cpu().numpy()
+        step = steps[i].max().double() / 2 if steps is not None else torch.zeros((), dtype=torch.float64)
+        rows.append(torch.stack([x.sum(1).double().sum(), x.square().sum(1).double().sum(), peak, step]))
+    out = torch.stack(rows).cpu().numpy()
+    bits = mantissa_bits or MANTISSA_BITS[decoded or str(bounds[0].dtype).removeprefix("torch.")]
+    out[:, 3] += [float_error(peak, bits) for peak in out[:, 2]]
+    return out
 
+
+def encode_unit(
+    bounds: list[torch.Tensor], first: int, where: str, store: StoreConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One unit's stored boundaries (b_first ...), on the host, and their statistics (:func:`unit_stats`).
+
+    ``bounds`` are what :func:`teacher_rows` gave: already cast (and rounded) to the store's dtype, or, when the
+    store quantises, float32, which is quantised here, on their device.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    if not store.bits:
+        stats = unit_stats(bounds, first, where, store.bitround_keepbits)
+        arrays.update({boundary_name(k): b.cpu().numpy() for k, b in enumerate(bounds, start=first)})
+        return arrays, stats
+    values, steps = [], []
+    for k, b in enumerate(bounds, start=first):
+        packed, qparams, decoded = quantize_unit(b, store.bits)
+        arrays[boundary_name(k)] = packed.cpu().numpy()
+        arrays[quant_name(k)] = qparams.cpu().numpy()
+        values.append(decoded)
+        steps.append(qparams[0])
+    return arrays, unit_stats(values, first, where, steps=steps, decoded=store.dtype)
+
+
+@torch.inference_mode()
+def quantize_unit(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One unit's boundary ``t`` (N, *row_shape), float, quantised where it lies (``litcache.cache.quantize``).
+
+    Returns the codes as bit planes (N, packed_row_bytes) uint8, the unit's scales and zero points (2, C) float32,
+    and the dequantised values (N, *row_shape) float32, whose statistics the cache records. Bit for bit the codes
+    of the format's reference quantiser.
+    """
+    row_shape = tuple(t.shape[1:])
+    axis = channel_axis(row_shape) + 1
+    x = t.float().movedim(axis, 1)
+    moved = x.shape
+    x = x.reshape(len(t), moved[1], -1)  # (N, C, rest)
+    levels = float(2**bits - 1)
+    lo = torch.clamp(x.amin(dim=(0, 2)), max=0.0)
+    hi = torch.clamp(x.amax(dim=(0, 2)), min=0.0)
+    scale = (hi - lo) / levels
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.clamp(torch.round(-lo / scale), 0, levels)
+    q = torch.clamp(torch.round(x / scale[None, :, None]) + zero[None, :, None], 0, levels)
+    values = ((q - zero[None, :, None]) * scale[None, :, None]).reshape(moved).movedim(1, axis)
+    codes = q.to(torch.uint8).reshape(moved).movedim(1, axis).reshape(len(t), -1)
+    if codes.device.type == "cpu":  # numpy's packbits is the fastest packing there (and the format's reference)
+        return torch.from_numpy(reference_pack_planes(codes.numpy(), bits)), torch.stack([scale, zero]), values
+    return pack_planes(codes, bits), torch.stack([scale, zero]), values
+
+
+def pack_planes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Codes (N, n) uint8 as bit planes (N, bits * ceil(n / 8)), the most significant plane first, each plane's
+    elements eight a byte with the first in the highest bit (``numpy.packbits``)."""
+    n = codes.shape[1]
+    if n % 8:
+        codes = torch.nn.functional.pad(codes, (0, 8 - n % 8))
+    eights = codes.reshape(len(codes), -1, 8)
+    planes = []
+    for j in range(bits):
+        bit = (eights >> (bits - 1 - j)) & 1
+        byte = bit[..., 0] << 7
+        for i in range(1, 8):
+            byte |= bit[..., i] << (7 - i)
+        planes.append(byte)
+    return torch.cat(planes, dim=1)

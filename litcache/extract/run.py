@@ -9,10 +9,11 @@ the disk, and at most ``extract.queue_units`` units are ever in flight, so memor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
@@ -20,19 +21,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from litcache.cache.layout import boundary_name
+from litcache.cache.codecs import row_crc32
+from litcache.cache.layout import INPUT, INPUT_CRC
 from litcache.cache.writer import CacheWriter, create_cache, open_writer, prepare_output
 from litcache.config import PipelineConfig
 from litcache.data import ImageSet, iter_views, load_images
 from litcache.device import resolve_device
 from litcache.errors import CompatibilityError
-from litcache.extract.manifest import array_specs, build_manifest, check_resumable, store_b0, teacher_parts
-from litcache.extract.on_device import check_finite, teacher_rows, unit_stats
+from litcache.extract.manifest import (
+    array_specs,
+    build_manifest,
+    check_resumable,
+    store_b0,
+    teacher_parts,
+    unit_specs,
+)
+from litcache.extract.on_device import check_outputs, encode_unit, teacher_rows
 from litcache.models import Probe, SectionedModel, probe
 from litcache.models.checkpoint import load_teacher
 from litcache.progress import progress_bar
 
 log = logging.getLogger(__name__)
+Encoded = tuple[dict[str, np.ndarray], np.ndarray]  # one unit's stored boundaries (and scales), their statistics
 
 
 class _UnitWriter:
@@ -53,8 +63,10 @@ class _UnitWriter:
         self.sampled_stored = 0
         self.written = 0
 
-    def _write(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> None:
+    def _write(self, unit: int, arrays: dict[str, np.ndarray], encode: Callable[[], Encoded]) -> None:
         try:
+            boundaries, stats = encode()
+            arrays = {**arrays, **boundaries}
             self.cache.write_unit(unit, arrays, stats)
             raw = sum(a.nbytes for a in arrays.values())
             with self.lock:
@@ -73,10 +85,11 @@ class _UnitWriter:
         with self.lock:
             return self.sampled_raw / max(self.sampled_stored, 1)
 
-    def submit(self, unit: int, arrays: dict[str, np.ndarray], stats: np.ndarray) -> None:
+    def submit(self, unit: int, arrays: dict[str, np.ndarray], encode: Callable[[], Encoded]) -> None:
+        """Write ``arrays`` and the boundaries ``encode()`` gives (with their statistics) as unit ``unit``."""
         self.raise_first_error()
         self.slots.acquire()
-        self.futures.append(self.pool.submit(self._write, unit, arrays, stats))
+        self.futures.append(self.pool.submit(self._write, unit, arrays, encode))
 
     def raise_first_error(self) -> None:
         for f in self.futures:
@@ -135,15 +148,18 @@ def open_output(
     resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
     teacher, images, shapes = load_teacher_and_data(cfg, teacher_path, limit, device)
     b0 = store_b0(cfg, shapes, images.input_shape)
-    specs = array_specs(images.input_shape, shapes, b0, cfg.store.dtype)
+    specs = array_specs(images.input_shape, shapes, b0, cfg.store)
+    per_unit = unit_specs(shapes, b0, cfg.store)
     manifest = build_manifest(cfg, teacher, teacher_path, images, shapes, b0, compute_device or device.type)
     if overwrite:  # delete only once the teacher and the data have loaded: a typo must not cost a cache
         resuming = prepare_output(out, resume, overwrite, storage_options)
     if resuming:
         cache = open_writer(out, storage_options)
-        check_resumable(cache, {**manifest, "arrays": {s.name: s for s in specs}})
+        check_resumable(
+            cache, {**manifest, "arrays": {s.name: s for s in specs}, "unit_arrays": {s.name: s for s in per_unit}}
+        )
     else:
-        cache = create_cache(out, manifest, specs, cfg.store, teacher_parts(teacher), storage_options)
+        cache = create_cache(out, manifest, specs, cfg.store, teacher_parts(teacher), storage_options, per_unit)
     return cache, teacher, images
 
 
@@ -161,6 +177,8 @@ def write_units(
     dtype = torch.float16 if cfg.store.dtype == "float16" else torch.float32
     first = cache.stored_boundaries()[0]
     output_dtype = torch.float32 if cache.output_name == "logits" else dtype
+    # quantised boundaries are quantised from the teacher's float32; float ones are cast and rounded as it computes
+    bounds_dtype, keepbits = (torch.float32, 0) if cfg.store.bits else (dtype, cfg.store.bitround_keepbits)
     units_per_step = max(1, cfg.extract.batch_size // cache.rows_per_unit)
     writer = _UnitWriter(cache, cfg.extract.writers, cfg.extract.queue_units)
     rows_todo = sum(e - s for s, e in map(cache.unit_rows, units))
@@ -182,9 +200,9 @@ def write_units(
                     x,
                     cfg.extract.batch_size,
                     device,
-                    dtype,
+                    bounds_dtype,
                     memory_format,
-                    cfg.store.bitround_keepbits,
+                    keepbits,
                     first,
                     output_dtype,
                 )
@@ -192,19 +210,24 @@ def write_units(
                 for u, (s, e) in zip(step_units, ranges, strict=True):
                     sl = slice(offset, offset + e - s)
                     offset += e - s
-                    unit_bounds = [b[sl] for b in bounds]
                     where = f" (rows {s}..{e - 1}, unit {u})"
-                    stats = unit_stats(unit_bounds, first, where)
-                    check_finite(logits[sl], f"{cache.output_name}{where}")
+                    check_outputs(logits[sl], [b[sl] for b in bounds], first, where, cache.output_name)
                     arrays = {
                         "rows/sample": samples[sl].astype(np.int32),
                         "rows/view": views[sl].astype(np.int32),
                         "rows/label": images.labels[samples[sl]].astype(np.int32),
-                        "input": x[sl].numpy(),
                         cache.output_name: logits[sl].cpu().numpy(),
                     }
-                    arrays.update({boundary_name(k): b.cpu().numpy() for k, b in enumerate(unit_bounds, start=first)})
-                    writer.submit(u, arrays, stats)
+                    if cache.input_stored:
+                        arrays[INPUT] = x[sl].numpy()
+                    else:
+                        arrays[INPUT_CRC] = row_crc32(x[sl].numpy())
+                    # on a GPU the boundaries are encoded (quantised) there, before the copy to the host; on the
+                    # CPU, by the writer threads, beside the teacher's next step
+                    encode = functools.partial(encode_unit, [b[sl] for b in bounds], first, where, cfg.store)
+                    if device.type != "cpu":
+                        encode = functools.partial(lambda done: done, encode())
+                    writer.submit(u, arrays, encode)
                 bar.update(len(samples))
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(MBps=f"{writer.raw_bytes / elapsed / 1e6:.1f}", ratio=f"{writer.ratio():.2f}")

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from litcache.cache.reader import Cache, open_cache
-from litcache.config import StreamConfig
+from litcache.config import DataConfig, StreamConfig
 from litcache.train.stream import CacheStream
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class CacheDataset(IterableDataset[dict[str, torch.Tensor]]):
         shuffle_buffer: rows held and shuffled together (larger mixes more units per batch).
         workers: processes that read and decode (0 reads in this process).
         verify: check every unit read against its CRC-32.
+        data: the data the cache was extracted from, when it keeps no pixels (``store.input=crc32``): ``input``
+            is then made again from it, view by view, and checked against the cache's CRC-32s.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class CacheDataset(IterableDataset[dict[str, torch.Tensor]]):
         verify: bool = True,
         pin_memory: bool = False,
         storage_options: Mapping[str, Any] | None = None,
+        data: DataConfig | None = None,
     ) -> None:
         super().__init__()
         if isinstance(cache, str):
@@ -68,7 +71,14 @@ class CacheDataset(IterableDataset[dict[str, torch.Tensor]]):
             batch_size=batch_size, shuffle_buffer=shuffle_buffer, workers=workers, seed=seed, verify=verify
         )
         self.stream = CacheStream(
-            cache, arrays, cfg, pin_memory=pin_memory, storage_options=storage_options, rank=rank, world=world
+            cache,
+            arrays,
+            cfg,
+            pin_memory=pin_memory,
+            storage_options=storage_options,
+            rank=rank,
+            world=world,
+            data=data,
         )
         self.epoch = epoch
         self._read_epochs: set[int] = set()

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from litcache.cache.layout import INPUT
 from litcache.cache.reader import Cache, open_cache
-from litcache.config import StreamConfig
+from litcache.config import DataConfig, StreamConfig
 from litcache.errors import CacheError
+from litcache.inputs import ROW_ARRAYS, RegeneratedInputs
 
 Batch = dict[str, np.ndarray]
 ROW = "row"  # every batch carries the global row index of each of its rows
@@ -55,15 +57,23 @@ def batches_per_rank(ranges: Sequence[tuple[int, int]], world: int, batch_size: 
 
 
 def read_chunks(
-    url: str, names: Sequence[str], storage_options: Mapping[str, Any] | None, verify: bool = True
+    url: str,
+    names: Sequence[str],
+    storage_options: Mapping[str, Any] | None,
+    verify: bool = True,
+    inputs: RegeneratedInputs | None = None,
 ) -> Callable[..., Any]:
     """Stage: one read of each array per range (whole units); yields one dict of arrays per range.
 
     ``verify`` checks every unit read against its CRC-32 (zlib-ng: about 1 ms a unit, small beside decoding). A
     range that is part of a unit (where a view starts or ends inside one) is read as the whole unit, checked, and
-    cut: the unit's chunks are decoded whole anyway, so only the checksum of the rest is extra.
+    cut: the unit's chunks are decoded whole anyway, so only the checksum of the rest is extra. ``inputs``: the
+    cache keeps no pixels, and ``input`` is made again here from the data, view by view, and checked.
     """
     opened: dict[int, Cache] = {}
+    regenerate = inputs is not None and INPUT in names
+    stored = [n for n in names if n != INPUT or not regenerate]
+    stored += [n for n in ROW_ARRAYS if regenerate and n not in stored]
 
     def stage(src: Iterable[dict[str, int]]) -> Iterator[Batch]:
         pid = os.getpid()  # a zarr group must not cross a fork: open one per process
@@ -72,12 +82,16 @@ def read_chunks(
         cache = opened[pid]
         for d in src:
             s, e = d["start"], d["stop"]
-            unit = s // cache.rows_per_unit
-            us, ue = cache.unit_rows(unit) if verify else (s, e)
-            out = cache.read(names, us, ue)
             if verify:
-                cache.check_unit(unit, out)
-                out = {name: x[s - us : e - us] for name, x in out.items()}
+                unit = s // cache.rows_per_unit
+                us, _ = cache.unit_rows(unit)
+                out = {name: x[s - us : e - us] for name, x in cache.read_unit(unit, stored).items()}
+            else:
+                out = cache.read(stored, s, e)
+            if regenerate:
+                assert inputs is not None
+                out[INPUT] = inputs.views(out, s)
+                out = {name: out[name] for name in names}
             out[ROW] = np.arange(s, e, dtype=np.int64)
             yield out
 
@@ -186,10 +200,20 @@ class CacheStream:
         storage_options: Mapping[str, Any] | None = None,
         rank: int | None = None,
         world: int | None = None,
+        data: DataConfig | None = None,
     ) -> None:
         if (rank is None) != (world is None) or (rank is not None and world is not None and not 0 <= rank < world):
             raise ValueError(f"give both rank and world, with 0 <= rank < world; got rank={rank}, world={world}")
-        missing = [n for n in arrays if n not in cache.data_arrays()]
+        self.inputs = None
+        if INPUT in arrays and not cache.input_stored:  # made again from the data, in the readers
+            if data is None:
+                raise CacheError(
+                    f"cache {cache.url} keeps no pixels (store.input=crc32): reading its inputs needs the data it "
+                    f"was extracted from ({cache.manifest['data']['identity']}): pass it with --data"
+                )
+            self.inputs = RegeneratedInputs(cache, data)
+            self.inputs.open()  # here, once: other data is refused before any worker starts
+        missing = [n for n in arrays if n not in cache.data_arrays() and not (n == INPUT and self.inputs)]
         if missing:
             raise CacheError(f"cache {cache.url} has no arrays {missing}; it holds {cache.data_arrays()}")
         cache.require_complete()
@@ -217,7 +241,7 @@ class CacheStream:
 
     def read_stage(self) -> Callable[..., Any]:
         """The stage that turns range descriptors into arrays (benchmarks swap in other readers here)."""
-        return read_chunks(self.cache.url, self.arrays, self.storage_options, self.cfg.verify)
+        return read_chunks(self.cache.url, self.arrays, self.storage_options, self.cfg.verify, self.inputs)
 
     def pipeline(self, epoch: int) -> wds.DataPipeline:
         descriptors = [{"start": s, "stop": e} for s, e in epoch_ranges(self.cache, epoch, self.cfg.seed)]

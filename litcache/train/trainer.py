@@ -233,7 +233,9 @@ def train_sections(
     model = build_student(cache, spec, seed=tc.seed).to(device)
     teacher = _load_teacher(cfg, teacher_path, cache, device)
     objective = _objective(cache, model, sections, tc.beta, tc, teacher)
-    stream = CacheStream(cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda")
+    stream = CacheStream(
+        cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda", data=cfg.data
+    )
     if tc.beta == 0:  # sections not trained here take no gradient (DDP would wait for theirs)
         for k in set(range(1, n_sections + 1)) - set(sections):
             for p in model.section_parameters(k):
@@ -310,7 +312,9 @@ def train_end_to_end(
     model.to(device)
     teacher = _load_teacher(cfg, teacher_path, cache, device)
     objective = _objective(cache, model, [], 1.0, kc, teacher, labels_only)
-    stream = CacheStream(cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda")
+    stream = CacheStream(
+        cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda", data=cfg.data
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
     metrics = out.with_name(out.name + ".metrics.jsonl")

@@ -44,7 +44,7 @@ def test_layout_chunks_along_rows_only(cache_path: Path) -> None:
         assert list(arr.shape[1:]) == cache.manifest["arrays"][name]["row_shape"]
         assert str(arr.dtype) == cache.manifest["arrays"][name]["dtype"]
     assert cache.array("progress/units").shape == (8, 1 + len(cache.data_arrays()))
-    assert cache.array("progress/stats").shape == (8, 3, 3)
+    assert cache.array("progress/stats").shape == (8, 3, 4)  # sum, sum of squares, max |x|, error bound
     assert [cache.array(f"boundary/{k}").shape[1:] for k in (1, 2, 3)] == cache.boundary_shapes()[1:]
 
 
@@ -244,7 +244,7 @@ def test_open_cache_refuses_what_is_not_a_cache(tmp_path: Path) -> None:
 def test_open_cache_refuses_another_format_version(cache_copy: Path) -> None:
     group = zarr.open_group(str(cache_copy), mode="r+")
     group.attrs["litcache"] = {**group.attrs["litcache"], "format_version": 1}
-    with pytest.raises(CacheError, match="format version 1; this litcache reads version 2: re-extract"):
+    with pytest.raises(CacheError, match="format version 1; this litcache reads versions 2, 3: re-extract"):
         open_cache(str(cache_copy))
 
 

@@ -1,0 +1,114 @@
+"""What quantised boundaries cost in accuracy, where LIT matters: ResNet-56 -> ResNet-20 (three blocks a section).
+
+For each store (float16 with 7 mantissa bits, the default before quantisation, and integer codes of 8, 6 and 4
+bits), one 3-view cache of all 50,000 images and, on it, cached LIT at the table's best rates (sections 0.4,
+KD pass 0.02) and the combined objective (beta 0.75, at 0.4), each on two seeds: every other setting as the
+ResNet-56 -> ResNet-20 table (BENCHMARKS.md: strong weights, weight decay 5e-4, 2 IR + 1 KD epochs).
+
+    python benchmarks/quantized_quality.py --stores float16 8          # one chain of stores
+    python benchmarks/quantized_quality.py --stores 6 4 &              # another, on the other core
+    python benchmarks/quantized_quality.py --collect                   # the table, from the files
+
+Each (store, variant) is a ``benchmarks/quality.py`` run whose results file is
+``benchmarks/results/quantized/cifar10-resnet56-resnet20-<store>-<variant>.json`` (kept, so a rerun skips it);
+``--collect`` writes ``benchmarks/results/quantized/summary.json`` with the caches' sizes beside the accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "quantized"
+PIPELINE = "cifar10-resnet56-resnet20"
+TEACHER = ROOT / "benchmarks" / "results" / "teachers" / "resnet56-cifar10.pt"
+SHARED = ROOT.parent / "shared" / "data" / "cifar10"
+# the ResNet-56 -> ResNet-20 table's settings (BENCHMARKS.md), at cached LIT's best rates
+TABLE = [
+    "train.weight_decay=5e-4",
+    "stream.workers=2",
+    "train.label_weight=0.05",
+    "train.soft_weight=0.95",
+    "kd.label_weight=0.05",
+    "kd.soft_weight=0.95",
+    "train.lr=0.4",
+    "train.baseline_lr=0.1",
+    "kd.lr=0.02",
+]
+STORES = {"float16": ["store.bits=0"], **{str(b): [f"store.bits={b}"] for b in (8, 6, 4)}}
+VARIANTS = ("cached-lit", "cached-lit-combined")
+
+
+def result_file(store: str, variant: str) -> Path:
+    return RESULTS / f"{PIPELINE}-{store}-{variant}.json"
+
+
+def run(store: str, seeds: list[int], work: Path) -> None:
+    for variant in VARIANTS:
+        out = result_file(store, variant)
+        if out.is_file():
+            print(f"{out.name}: done", flush=True)
+            continue
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", PIPELINE]
+        cmd += ["--teacher", str(TEACHER), "--data", str(SHARED), "--work", str(work / store), "--output", str(out)]
+        cmd += ["--ir-epochs", "2", "--kd-epochs", "1", "--seeds", *map(str, seeds), "--variants", variant]
+        cmd += [a for item in TABLE + STORES[store] for a in ("--set", item)]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def collect() -> dict[str, object]:
+    rows = []
+    for store in STORES:
+        for variant in VARIANTS:
+            path = result_file(store, variant)
+            if not path.is_file():
+                continue
+            (row,) = json.loads(path.read_text())
+            meta = json.loads(path.with_suffix(".meta.json").read_text())
+            per_seed = row["accuracy_per_seed"]
+            rows.append(
+                {
+                    "store": store,
+                    "variant": variant,
+                    "accuracy": statistics.mean(per_seed),
+                    "accuracy_per_seed": per_seed,
+                    "seeds": row["seeds"],
+                    "accuracy_after_ir_per_seed": row.get("accuracy_after_ir_per_seed"),
+                    "cache_bytes": meta["cache"]["stored_bytes"],
+                    "cache_rows": meta["cache"]["rows"],
+                    "extract_seconds": meta["cache"]["extract_seconds"],
+                    "seconds": row["seconds"],
+                    "overrides": row["settings"]["overrides"],
+                }
+            )
+    summary = {"pipeline": PIPELINE, "teacher": str(TEACHER.relative_to(ROOT)), "rows": rows}
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
+    for r in rows:
+        seeds = " / ".join(f"{a:.4f}" for a in r["accuracy_per_seed"])
+        print(f"{r['store']:>8} {r['variant']:<20} {r['accuracy']:.4f} ({seeds}) cache {r['cache_bytes'] / 1e9:.2f} GB")
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stores", nargs="+", default=list(STORES), choices=list(STORES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "quantized"))
+    ap.add_argument("--collect", action="store_true", help="only gather the finished runs into summary.json")
+    args = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.collect:
+        for store in args.stores:
+            run(store, args.seeds, Path(args.work))
+    collect()
+
+
+if __name__ == "__main__":
+    main()
