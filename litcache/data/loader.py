@@ -35,7 +35,6 @@ def make_eval_views(images: ImageSet, cfg: DataConfig, samples: Any) -> torch.Te
     return to_tensor(out)
 
 
-
 def iter_views(
     images: ImageSet,
     cfg: DataConfig,

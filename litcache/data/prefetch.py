@@ -67,4 +67,3 @@ def prefetch(
             for _, futures in pending:
                 for f in futures:
                     f.cancel()
-

@@ -158,4 +158,3 @@ def check_resumable(cache: CacheWriter, manifest: Mapping[str, Any]) -> None:
             + "\n  ".join(diffs)
             + "\nresume with the same settings, or pass --overwrite to start again"
         )
-

@@ -124,4 +124,3 @@ def verify_with_teacher(
     check_teacher(cache, teacher, rows, device or torch.device("cpu"), report, show_progress, inputs)
     report.checked["fraction"], report.checked["seed"] = fraction, seed
     return report
-

@@ -90,4 +90,3 @@ def check_compatible(
             f"{actual_name} does not fit {expected_name}; LIT needs as many sections and the same boundary shapes:\n  "
             + "\n  ".join(lines)
         )
-

@@ -97,7 +97,6 @@ def resolve_spec(spec: Any) -> dict[str, Any]:
     return {"name": "", "factory": factory, "kwargs": kwargs, "sections": sections}
 
 
-
 def describe(spec: Mapping[str, Any]) -> str:
     """A short name for a resolved spec: the built-in name, or the factory with its kwargs."""
     if spec.get("name"):
