@@ -118,7 +118,8 @@ def build_manifest(
         "layout": "view-major: row r = (sample r % samples, view r // samples)",
         "rows": len(images) * cfg.extract.views,
         "transform": transform_spec(cfg.data),
-        "store": {k: v for k, v in cfg.to_dict()["store"].items()},
+        # store.input as resolved for these views ("auto" is a rule, the cache holds one kind)
+        "store": {**cfg.to_dict()["store"], "input": cfg.store.input_kind(images.input_shape)},
         **({"quantization": quantization} if quantization else {}),
         # without pixels (store.input = crc32, or auto for large views) stage two regenerates each view from the data
         "input": (
