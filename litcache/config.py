@@ -7,8 +7,6 @@ unknown key anywhere is an error that names the key and lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
-import re
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,6 +15,7 @@ from typing import Any, ClassVar, cast
 
 import yaml
 
+from litcache._settings import build, check, to_plain
 from litcache.errors import ConfigError
 
 DTYPES = ("float16", "float32")
@@ -30,13 +29,8 @@ INPUTS = ("auto", "pixels", "crc32")
 AUTO_PIXELS_MAX = 64 * 64  # store.input=auto keeps the pixels of views up to this many pixels (BENCHMARKS.md)
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
-
-
 def _check_kd_weights(stage: str, label_weight: float, soft_weight: float) -> None:
-    _check(
+    check(
         label_weight >= 0 and soft_weight >= 0 and label_weight + soft_weight > 0,
         f"{stage}.label_weight and {stage}.soft_weight must be >= 0 and not both 0, got {label_weight} and "
         f"{soft_weight}",
@@ -79,30 +73,30 @@ class DataConfig:
     index_dir: str = "~/.cache/litcache/index"  # sample indexes of shards and image folders ("" = not kept)
 
     def __post_init__(self) -> None:
-        _check(self.channels in (1, 3), f"data.channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
-        _check(self.transform in TRANSFORMS, f"data.transform must be one of {TRANSFORMS}, got {self.transform!r}")
-        _check(self.pad >= 0, f"data.pad must be >= 0, got {self.pad}")
-        _check(self.size >= 1, f"data.size must be >= 1, got {self.size}")
-        _check(
+        check(self.channels in (1, 3), f"data.channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        check(self.transform in TRANSFORMS, f"data.transform must be one of {TRANSFORMS}, got {self.transform!r}")
+        check(self.pad >= 0, f"data.pad must be >= 0, got {self.pad}")
+        check(self.size >= 1, f"data.size must be >= 1, got {self.size}")
+        check(
             len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1] <= 1,
             f"data.scale must be [low, high] with 0 < low <= high <= 1, got {list(self.scale)}",
         )
-        _check(
+        check(
             len(self.ratio) == 2 and 0 < self.ratio[0] <= self.ratio[1],
             f"data.ratio must be [low, high] with 0 < low <= high, got {list(self.ratio)}",
         )
-        _check(
+        check(
             self.eval_resize >= self.size,
             f"data.eval_resize must be >= data.size ({self.size}), got {self.eval_resize}",
         )
-        _check(len(self.mean) == len(self.std), "data.mean and data.std must have the same length")
-        _check(
+        check(len(self.mean) == len(self.std), "data.mean and data.std must have the same length")
+        check(
             len(self.mean) == self.channels,
             f"data.mean and data.std need one value per channel: data.channels is {self.channels}, data.mean "
             f"has {len(self.mean)} values",
         )
-        _check(all(s > 0 for s in self.std), f"data.std must be positive, got {self.std}")
-        _check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        check(all(s > 0 for s in self.std), f"data.std must be positive, got {self.std}")
+        check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -122,23 +116,33 @@ class ModelConfig:
     sections: tuple[str, ...] = ()  # module paths in order; "blocks.0:4" runs blocks.0 ... blocks.3
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             bool(self.name) != bool(self.factory),
             f"a model is a built-in name or a factory (package.module:function), not both or neither: {self}",
         )
         if self.name:
             from litcache.models.specs import BUILTIN_EXAMPLES, builtin
 
-            _check(
+            check(
                 builtin(self.name) is not None,
                 f"unknown built-in model {self.name!r}: built-ins are {BUILTIN_EXAMPLES}; or give a factory "
                 "(package.module:function) and its sections",
             )
         else:
-            _check(":" in self.factory, f"model factory {self.factory!r} must look like package.module:function")
+            check(":" in self.factory, f"model factory {self.factory!r} must look like package.module:function")
 
     def describe(self) -> str:
         return self.name or self.factory
+
+    @classmethod
+    def from_short(cls, value: Any) -> ModelConfig:
+        """A built-in by its name (``student: resnet8``)."""
+        check(isinstance(value, str), f"a model is a built-in name or a mapping, got {value!r}")
+        return cls(name=value)
+
+    def to_short(self) -> str | None:
+        """A built-in reads as its name."""
+        return self.name if self.name and not (self.kwargs or self.sections) else None
 
 
 @dataclass(frozen=True)
@@ -156,11 +160,11 @@ class OptimizerSettings:
 
     def __post_init__(self) -> None:
         s = self.STAGE
-        _check(self.lr > 0, f"{s}.lr must be > 0, got {self.lr}")
-        _check(self.momentum >= 0, f"{s}.momentum must be >= 0, got {self.momentum}")
-        _check(self.weight_decay >= 0, f"{s}.weight_decay must be >= 0, got {self.weight_decay}")
-        _check(self.schedule in SCHEDULES, f"{s}.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        _check(self.optimizer in OPTIMIZERS, f"{s}.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        check(self.lr > 0, f"{s}.lr must be > 0, got {self.lr}")
+        check(self.momentum >= 0, f"{s}.momentum must be >= 0, got {self.momentum}")
+        check(self.weight_decay >= 0, f"{s}.weight_decay must be >= 0, got {self.weight_decay}")
+        check(self.schedule in SCHEDULES, f"{s}.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        check(self.optimizer in OPTIMIZERS, f"{s}.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
 @dataclass(frozen=True)
@@ -176,8 +180,8 @@ class TeacherConfig(OptimizerSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.epochs >= 1, f"teacher.epochs must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"teacher.batch_size must be >= 1, got {self.batch_size}")
+        check(self.epochs >= 1, f"teacher.epochs must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, f"teacher.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -196,11 +200,11 @@ class ExtractConfig:
     b0: str = "auto"
 
     def __post_init__(self) -> None:
-        _check(self.views >= 1, f"extract.views must be >= 1, got {self.views}")
-        _check(self.batch_size >= 1, f"extract.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.queue_units >= 1, f"extract.queue_units must be >= 1, got {self.queue_units}")
-        _check(self.writers >= 1, f"extract.writers must be >= 1, got {self.writers}")
-        _check(self.b0 in B0_CHOICES, f"extract.b0 must be one of {B0_CHOICES}, got {self.b0!r}")
+        check(self.views >= 1, f"extract.views must be >= 1, got {self.views}")
+        check(self.batch_size >= 1, f"extract.batch_size must be >= 1, got {self.batch_size}")
+        check(self.queue_units >= 1, f"extract.queue_units must be >= 1, got {self.queue_units}")
+        check(self.writers >= 1, f"extract.writers must be >= 1, got {self.writers}")
+        check(self.b0 in B0_CHOICES, f"extract.b0 must be one of {B0_CHOICES}, got {self.b0!r}")
 
 
 @dataclass(frozen=True)
@@ -234,22 +238,22 @@ class StoreConfig:
         return "pixels" if int(view_shape[-1]) * int(view_shape[-2]) <= AUTO_PIXELS_MAX else "crc32"
 
     def __post_init__(self) -> None:
-        _check(self.dtype in DTYPES, f"store.dtype must be one of {DTYPES}, got {self.dtype!r}")
-        _check(self.codec in CODECS, f"store.codec must be one of {CODECS}, got {self.codec!r}")
-        _check(self.chunk_mb > 0, f"store.chunk_mb must be > 0, got {self.chunk_mb}")
-        _check(self.shard_chunks >= 0, f"store.shard_chunks must be >= 0, got {self.shard_chunks}")
-        _check(self.blosc_blocksize >= 0, f"store.blosc_blocksize must be >= 0, got {self.blosc_blocksize}")
+        check(self.dtype in DTYPES, f"store.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        check(self.codec in CODECS, f"store.codec must be one of {CODECS}, got {self.codec!r}")
+        check(self.chunk_mb > 0, f"store.chunk_mb must be > 0, got {self.chunk_mb}")
+        check(self.shard_chunks >= 0, f"store.shard_chunks must be >= 0, got {self.shard_chunks}")
+        check(self.blosc_blocksize >= 0, f"store.blosc_blocksize must be >= 0, got {self.blosc_blocksize}")
         bits = MANTISSA_BITS.get(self.dtype, 0)
-        _check(
+        check(
             0 <= self.bitround_keepbits <= bits,
             f"store.bitround_keepbits must be in 0..{bits} for store.dtype={self.dtype} (0 = lossless), "
             f"got {self.bitround_keepbits}",
         )
-        _check(
+        check(
             self.bits == 0 or 2 <= self.bits <= 8,
             f"store.bits must be 0 (float boundaries) or a code width in 2..8, got {self.bits}",
         )
-        _check(self.input in INPUTS, f"store.input must be one of {INPUTS}, got {self.input!r}")
+        check(self.input in INPUTS, f"store.input must be one of {INPUTS}, got {self.input!r}")
 
 
 @dataclass(frozen=True)
@@ -263,9 +267,9 @@ class StreamConfig:
     verify: bool = True  # check whole units against their CRC-32 as they are read
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, f"stream.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.shuffle_buffer >= 1, f"stream.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
-        _check(self.workers >= 0, f"stream.workers must be >= 0, got {self.workers}")
+        check(self.batch_size >= 1, f"stream.batch_size must be >= 1, got {self.batch_size}")
+        check(self.shuffle_buffer >= 1, f"stream.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        check(self.workers >= 0, f"stream.workers must be >= 0, got {self.workers}")
 
 
 @dataclass(frozen=True)
@@ -295,14 +299,14 @@ class TrainConfig(OptimizerSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
-        _check(
+        check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        check(
             self.baseline_lr is None or self.baseline_lr > 0,
             f"train.baseline_lr must be > 0 (or null: train.lr), got {self.baseline_lr}",
         )
-        _check(0.0 <= self.beta <= 1.0, f"train.beta must be in [0, 1], got {self.beta}")
+        check(0.0 <= self.beta <= 1.0, f"train.beta must be in [0, 1], got {self.beta}")
         _check_kd_weights("train", self.label_weight, self.soft_weight)
-        _check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
+        check(self.temperature > 0, f"train.temperature must be > 0, got {self.temperature}")
 
 
 @dataclass(frozen=True)
@@ -320,9 +324,9 @@ class KDConfig(OptimizerSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.epochs >= 1, f"kd.epochs must be >= 1, got {self.epochs}")
+        check(self.epochs >= 1, f"kd.epochs must be >= 1, got {self.epochs}")
         _check_kd_weights("kd", self.label_weight, self.soft_weight)
-        _check(self.temperature > 0, f"kd.temperature must be > 0, got {self.temperature}")
+        check(self.temperature > 0, f"kd.temperature must be > 0, got {self.temperature}")
 
 
 @dataclass(frozen=True)
@@ -334,7 +338,7 @@ class LogConfig:
     every_steps: int = 50
 
     def __post_init__(self) -> None:
-        _check(self.every_steps >= 0, f"log.every_steps must be >= 0 (0 = per epoch only), got {self.every_steps}")
+        check(self.every_steps >= 0, f"log.every_steps must be >= 0 (0 = per epoch only), got {self.every_steps}")
 
 
 @dataclass(frozen=True)
@@ -354,7 +358,7 @@ class PipelineConfig:
     log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return cast(dict[str, Any], _to_plain(self))
+        return cast(dict[str, Any], to_plain(self))
 
     def factories(self) -> set[str]:
         """The model factories this pipeline names: code its user chose to run (see ``models.check_trusted``)."""
@@ -363,71 +367,10 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
-        return _build(cls, data, "")
+        return build(cls, data, "", RENAMED)
 
     def replace(self, **sections: Any) -> PipelineConfig:
         return dataclasses.replace(self, **sections)
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, ModelConfig) and value.name and not (value.kwargs or value.sections):
-        return value.name  # a built-in reads as its name
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value
-
-
-_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is ModelConfig and isinstance(value, str):
-        return ModelConfig(name=value)  # a built-in by its name
-    if dataclasses.is_dataclass(tp):
-        _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
-        return _build(tp, value, where + ".")  # type: ignore[arg-type]
-    if origin is dict:
-        _check(isinstance(value, dict), f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if origin is tuple:
-        _check(isinstance(value, (list, tuple)), f"{where} must be a list, got {value!r}")
-        (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
-        return tuple(_coerce(item, v, where) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        tp = next(a for a in typing.get_args(tp) if a is not type(None))
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads 5e-4 (no dot) as a string; a user means the number
-    _check(
-        isinstance(value, tp) and not (tp is int and isinstance(value, bool)),
-        f"{where} must be {tp.__name__}, got {value!r}",
-    )
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown and unknown[0] in RENAMED:
-        raise ConfigError(f"config key {prefix + unknown[0]!r} was replaced by " + RENAMED[unknown[0]].format(p=prefix))
-    if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix + unknown[0]!r}; valid keys under {prefix or 'the top level'}: "
-            + ", ".join(names)
-        )
-    try:
-        return cls(**{k: _coerce(hints[k], v, prefix + k) for k, v in data.items()})
-    except TypeError as exc:
-        raise ConfigError(f"invalid config under {prefix or 'the top level'}: {exc}") from exc
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -462,7 +405,7 @@ def read_pipeline_file(name_or_path: str) -> tuple[dict[str, Any], str]:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"pipeline {origin} is not valid YAML: {exc}") from exc
-    _check(isinstance(data, dict), f"pipeline {origin} must be a mapping at the top level")
+    check(isinstance(data, dict), f"pipeline {origin} must be a mapping at the top level")
     data.setdefault("name", path.stem if origin == str(path) else name_or_path)
     return data, origin
 
@@ -470,7 +413,7 @@ def read_pipeline_file(name_or_path: str) -> tuple[dict[str, Any], str]:
 def parse_override(item: str) -> dict[str, Any]:
     """Turn ``"train.epochs=3"`` into ``{"train": {"epochs": 3}}`` (value parsed as YAML)."""
     key, sep, raw = item.partition("=")
-    _check(bool(sep) and bool(key.strip()), f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
+    check(bool(sep) and bool(key.strip()), f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
