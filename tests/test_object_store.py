@@ -47,6 +47,7 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return "s3://litcache-test"
 
 
+@pytest.mark.slow
 def test_extract_to_s3_and_stream_back(
     s3_env: str, tiny_cfg: PipelineConfig, teacher_path: Path, cache_path: Path
 ) -> None:

@@ -125,6 +125,7 @@ def test_report_of_a_run_has_its_files_and_numbers(tiny_run: Path, tmp_path: Pat
         assert f"]({name})" in markdown
 
 
+@pytest.mark.slow
 def test_several_runs_share_each_plot(
     tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_cfg: Callable[..., PipelineConfig]
 ) -> None:
@@ -147,6 +148,7 @@ def test_several_runs_share_each_plot(
     assert {row["run"] for row in md_table(markdown, "run | log")} == {"tiny-run", "other-run"}
 
 
+@pytest.mark.slow
 def test_report_of_the_separate_commands_with_evaluation(
     cache_path: Path, data_dir: Path, make_cfg: Callable[..., PipelineConfig], tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 SCRIPT = Path(__file__).parents[1] / "benchmarks" / "stress_resume.py"
 
 
+@pytest.mark.slow
 def test_killed_stages_resume_to_the_uninterrupted_result(data_dir: Path, tmp_path: Path) -> None:
     spec = importlib.util.spec_from_file_location("stress_resume", SCRIPT)
     assert spec is not None and spec.loader is not None

@@ -18,6 +18,7 @@ from litcache.extract import extract
 SAMPLES = 300
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_streamed_and_in_memory_extraction_give_the_same_cache(
     shared_cifar10: Path, teacher_path: Path, index_dir: Path, tmp_path: Path

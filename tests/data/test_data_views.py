@@ -255,6 +255,7 @@ def digests(sources, settings, seed):
 """
 
 
+@pytest.mark.slow
 def test_views_are_identical_in_another_process(mixed_dir: Path, data_dir: Path) -> None:
     sources = [str(mixed_dir if s.get("transform") else data_dir) for s in SETTINGS]
     scope: dict = {}

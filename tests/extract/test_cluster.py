@@ -22,6 +22,9 @@ from litcache.models import build_model
 distributed = pytest.importorskip("distributed")
 
 
+pytestmark = pytest.mark.slow  # a dask LocalCluster: seconds to start and stop
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     # two worker processes (spawned: every task imports litcache afresh), one thread each

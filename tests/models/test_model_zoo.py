@@ -98,7 +98,9 @@ def random_teacher(cfg: PipelineConfig, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", list(PAIRS))
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=pytest.mark.slow) if k.startswith(("timm", "torchvision")) else k for k in PAIRS]
+)
 def test_every_model_kind_runs_through_lit(kind: str, make_cfg: Callable[..., PipelineConfig], tmp_path: Path) -> None:
     teacher_spec, student_spec = PAIRS[kind]
     cfg = pair_cfg(make_cfg, teacher_spec, student_spec)
@@ -122,6 +124,7 @@ def test_every_model_kind_runs_through_lit(kind: str, make_cfg: Callable[..., Pi
         assert 0 <= result["accuracy"] <= 1
 
 
+@pytest.mark.slow
 def test_a_vit_cache_serves_several_students_with_stored_b0(
     make_cfg: Callable[..., PipelineConfig], tmp_path: Path
 ) -> None:
@@ -165,6 +168,7 @@ def test_a_student_with_other_boundaries_is_refused_naming_paths_and_shapes(
         train_sections(pair_cfg(make_cfg, teacher_spec, two), cache, tmp_path / "s", show_progress=False)
 
 
+@pytest.mark.slow
 def test_a_plain_state_dict_teacher_extracts_like_its_litcache_checkpoint(
     make_cfg: Callable[..., PipelineConfig], tmp_path: Path
 ) -> None:
@@ -184,6 +188,7 @@ def test_a_plain_state_dict_teacher_extracts_like_its_litcache_checkpoint(
         assert (ca.array(name)[:] == cb.array(name)[:]).all(), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", builtin_pipelines())
 def test_every_builtin_pipeline_runs_end_to_end_at_tiny_size(name: str, data_dir: Path, tmp_path: Path) -> None:
     # a ResNet-110 trained for two steps has batch-norm statistics far from its activations, which then overflow

@@ -104,6 +104,7 @@ def test_the_public_api_for_ones_own_loop() -> None:
         assert name in litcache.__all__ and hasattr(litcache, name), name
 
 
+@pytest.mark.slow
 def test_the_example_trains_a_student_from_the_cache(
     cache_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -112,6 +112,7 @@ def test_the_loop_reads_losses_only_on_logged_steps(tmp_path: Path, monkeypatch:
     assert [s for s, _ in scalars(tmp_path)["step/mse"]] == [100, 105, 110]
 
 
+@pytest.mark.slow
 def test_litcache_imports_without_the_optional_extras() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = sys.modules['tensorboard'] = None; import litcache, litcache.report; "

@@ -398,6 +398,7 @@ def test_a_deleted_chunk_is_caught_on_read(cache_copy: Path, tmp_path: Path) -> 
     assert [p for p in open_cache(str(cache_copy)).verify() if "boundary/2 does not match" in p]
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_trains_sections_with_equal_batches(cache_path: Path, tmp_path: Path) -> None:
     # two gloo ranks on the CPU: DDP needs every rank to run the same number of steps, or it hangs
     import subprocess
