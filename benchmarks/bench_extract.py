@@ -103,15 +103,21 @@ def overhead_record(
 def bytes_record(cache: Cache, teacher_info: dict[str, Any]) -> dict[str, Any]:
     """bytes_per_element of ``cache``'s boundaries, per boundary too, with their zero fractions."""
     s = summarize(cache)
-    bounds = {k: v for k, v in s["arrays"].items() if k.startswith("boundary/")}
-    zeros = {k: float(np.mean(cache.array(k)[:] == 0)) for k in bounds}
+    shapes = cache.boundary_shapes()
+    names = {f"boundary/{k}": k for k in cache.stored_boundaries()}
+    elements = {name: cache.rows * int(np.prod(shapes[k])) for name, k in names.items()}
+    stored = {  # a quantised boundary's bytes include its scales
+        name: s["arrays"][name]["stored_bytes"] + s["arrays"].get(f"quant/{k}", {}).get("stored_bytes", 0)
+        for name, k in names.items()
+    }
+    zeros = {name: float(np.mean(cache.read([name], 0, cache.rows)[name] == 0)) for name in names}  # decoded
     return result(
         "bytes_per_element",
         s["boundary_bytes_per_element"],
-        per_boundary={k: v["stored_bytes"] / (np.prod(v["shape"]) or 1) for k, v in bounds.items()},
+        per_boundary={name: stored[name] / elements[name] for name in names},
         zero_fraction=zeros,
-        boundary_stored_bytes=sum(v["stored_bytes"] for v in bounds.values()),
-        boundary_elements=int(sum(np.prod(v["shape"]) for v in bounds.values())),
+        boundary_stored_bytes=sum(stored.values()),
+        boundary_elements=sum(elements.values()),
         cache_stored_bytes_per_row=s["stored_bytes"] / s["rows"],
         rows=s["rows"],
         views=s["views"],
