@@ -8,6 +8,12 @@ ResNet-56 -> ResNet-20 table (BENCHMARKS.md: strong weights, weight decay 5e-4, 
     python benchmarks/quantized_quality.py --stores float16 8          # one chain of stores
     python benchmarks/quantized_quality.py --stores 6 4 &              # another, on the other core
     python benchmarks/quantized_quality.py --collect                   # the table, from the files
+    python benchmarks/quantized_quality.py --pair generator            # the generator's PSNR (signed boundaries)
+
+``--pair generator``: the image-to-image pair of BENCHMARKS.md (``generator6`` -> ``generator2``, 2x
+super-resolution, 20,000 images, 3 IR epochs then 1 finishing epoch), whose boundaries are signed and smooth:
+cached LIT's PSNR under each store, two seeds; its teacher is trained once (``litcache train-teacher``, the
+pipeline's recipe) into the work folder.
 
 Each (store, variant) is a ``benchmarks/quality.py`` run whose results file is
 ``benchmarks/results/quantized/cifar10-resnet56-resnet20-<store>-<variant>.json`` (kept, so a rerun skips it);
@@ -43,61 +49,97 @@ TABLE = [
 ]
 STORES = {"float16": ["store.bits=0"], **{str(b): [f"store.bits={b}"] for b in (8, 6, 4)}}
 VARIANTS = ("cached-lit", "cached-lit-combined")
+GENERATOR = {
+    "pipeline": "cifar10-upscale-generator6-generator2",
+    "variants": ("cached-lit",),
+    "metric": "psnr",
+    "args": ["--ir-epochs", "3", "--kd-epochs", "1", "--limit", "20000"],
+}
+RESNET = {
+    "pipeline": PIPELINE,
+    "variants": VARIANTS,
+    "metric": "accuracy",
+    "args": ["--ir-epochs", "2", "--kd-epochs", "1", *[a for item in TABLE for a in ("--set", item)]],
+}
+PAIRS = {"resnet56-resnet20": RESNET, "generator": GENERATOR}
 
 
-def result_file(store: str, variant: str) -> Path:
-    return RESULTS / f"{PIPELINE}-{store}-{variant}.json"
+def result_file(pair: dict, store: str, variant: str) -> Path:
+    return RESULTS / f"{pair['pipeline']}-{store}-{variant}.json"
 
 
-def run(store: str, seeds: list[int], work: Path) -> None:
-    for variant in VARIANTS:
-        out = result_file(store, variant)
+def generator_teacher(work: Path) -> Path:
+    """The generator pair's teacher, trained once with the pipeline's recipe on the first 20,000 images."""
+    path = work / "generator6.pt"
+    if not path.is_file():
+        cmd = ["litcache", "train-teacher", "-p", GENERATOR["pipeline"], "-d", str(SHARED), "--limit", "20000"]
+        cmd += ["-o", str(path), "--resume", "-q"]
+        print("$", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return path
+
+
+def run(pair: dict, store: str, seeds: list[int], work: Path) -> None:
+    teacher = TEACHER if pair is RESNET else generator_teacher(work)
+    for variant in pair["variants"]:
+        out = result_file(pair, store, variant)
         if out.is_file():
             print(f"{out.name}: done", flush=True)
             continue
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", PIPELINE]
-        cmd += ["--teacher", str(TEACHER), "--data", str(SHARED), "--work", str(work / store), "--output", str(out)]
-        cmd += ["--ir-epochs", "2", "--kd-epochs", "1", "--seeds", *map(str, seeds), "--variants", variant]
-        cmd += [a for item in TABLE + STORES[store] for a in ("--set", item)]
+        folder = work / (store if pair is RESNET else f"generator-{store}")
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--pipeline", pair["pipeline"]]
+        cmd += ["--teacher", str(teacher), "--data", str(SHARED), "--work", str(folder), "--output", str(out)]
+        cmd += [*pair["args"], "--seeds", *map(str, seeds), "--variants", variant]
+        cmd += [a for item in STORES[store] for a in ("--set", item)]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def collect() -> dict[str, object]:
     rows = []
-    for store in STORES:
-        for variant in VARIANTS:
-            path = result_file(store, variant)
-            if not path.is_file():
-                continue
-            (row,) = json.loads(path.read_text())
-            meta = json.loads(path.with_suffix(".meta.json").read_text())
-            per_seed = row["accuracy_per_seed"]
-            rows.append(
-                {
-                    "store": store,
-                    "variant": variant,
-                    "accuracy": statistics.mean(per_seed),
-                    "accuracy_per_seed": per_seed,
-                    "seeds": row["seeds"],
-                    "accuracy_after_ir_per_seed": row.get("accuracy_after_ir_per_seed"),
-                    "cache_bytes": meta["cache"]["stored_bytes"],
-                    "cache_rows": meta["cache"]["rows"],
-                    "extract_seconds": meta["cache"]["extract_seconds"],
-                    "seconds": row["seconds"],
-                    "overrides": row["settings"]["overrides"],
-                }
-            )
-    summary = {"pipeline": PIPELINE, "teacher": str(TEACHER.relative_to(ROOT)), "rows": rows}
+    for name, pair in PAIRS.items():
+        metric = pair["metric"]
+        for store in STORES:
+            for variant in pair["variants"]:
+                path = result_file(pair, store, variant)
+                if path.is_file():
+                    rows.append(row_of(name, store, variant, metric, path))
+    summary = {"teacher": str(TEACHER.relative_to(ROOT)), "rows": rows}
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
     for r in rows:
-        seeds = " / ".join(f"{a:.4f}" for a in r["accuracy_per_seed"])
-        print(f"{r['store']:>8} {r['variant']:<20} {r['accuracy']:.4f} ({seeds}) cache {r['cache_bytes'] / 1e9:.2f} GB")
+        seeds = " / ".join(f"{a:.4f}" for a in r["per_seed"])
+        print(
+            f"{r['pair']:<18} {r['store']:>8} {r['variant']:<20} {r['metric']} {r['mean']:.4f} ({seeds}) "
+            f"cache {r['cache_bytes'] / 1e9:.2f} GB"
+        )
     return summary
+
+
+def row_of(pair: str, store: str, variant: str, metric: str, path: Path) -> dict[str, object]:
+    """One (pair, store, variant) row of the summary, from quality.py's results file and its meta file."""
+    (row,) = json.loads(path.read_text())
+    meta = json.loads(path.with_suffix(".meta.json").read_text())
+    per_seed = row[f"{metric}_per_seed"]
+    return {
+        "pair": pair,
+        "store": store,
+        "variant": variant,
+        "metric": metric,
+        "mean": statistics.mean(per_seed),
+        "per_seed": per_seed,
+        "seeds": row["seeds"],
+        "after_ir_per_seed": row.get(f"{metric}_after_ir_per_seed"),
+        "cache_bytes": meta["cache"]["stored_bytes"],
+        "cache_rows": meta["cache"]["rows"],
+        "extract_seconds": meta["cache"]["extract_seconds"],
+        "seconds": row["seconds"],
+        "overrides": row["settings"]["overrides"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pair", default="resnet56-resnet20", choices=list(PAIRS))
     ap.add_argument("--stores", nargs="+", default=list(STORES), choices=list(STORES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "quantized"))
@@ -106,7 +148,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if not args.collect:
         for store in args.stores:
-            run(store, args.seeds, Path(args.work))
+            run(PAIRS[args.pair], store, args.seeds, Path(args.work))
     collect()
 
 
