@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import time
@@ -15,7 +16,7 @@ import torch
 from common import STUDENT, cpu_seconds, log, median, result, rmtree
 from harness import Bench
 
-from litcache.cache.layout import FROZEN, ArraySpec
+from litcache.cache.layout import FROZEN, STATS, ArraySpec
 from litcache.cache.reader import Cache, open_cache
 from litcache.cache.summary import summarize
 from litcache.cache.writer import create_cache
@@ -35,16 +36,23 @@ def tile_cache(src: Cache, url: Path, rows: int, store: StoreConfig) -> Cache:
     rmtree(url)
     assert src.rows % src.rows_per_unit == 0 and src.rows_per_unit == src.rows_per_chunk
     data = {n: src.array(n)[:] for n in src.data_arrays()}
+    per_unit = {n: src.array(n)[:] for n in src.unit_arrays()}  # a quantised boundary's scales
     manifest = {**src.manifest, "rows": rows, "views": 1, "data": {**src.manifest["data"], "samples": rows}}
     manifest["benchmark"] = f"rows tiled from {src.url} ({src.rows} rows)"
     specs = [ArraySpec(n, tuple(a["row_shape"]), a["dtype"]) for n, a in src.manifest["arrays"].items()]
+    unit_specs = [ArraySpec(n, tuple(a["row_shape"]), a["dtype"]) for n, a in src.manifest["unit_arrays"].items()]
     small = {f"{FROZEN}/{name}": np.asarray(arr[...]) for name, arr in src.group[FROZEN].arrays()}  # type: ignore[union-attr]
-    writer = create_cache(str(url), manifest, specs, store, small)
+    # the same rows per chunk as the source (its specs are as stored: packed codes when quantised)
+    store = dataclasses.replace(store, chunk_mb=(src.rows_per_chunk + 0.5) * max(s.row_bytes for s in specs) / 2**20)
+    writer = create_cache(str(url), manifest, specs, store, small, unit_specs=unit_specs)
     assert writer.rows_per_unit == src.rows_per_unit
+    stats = np.asarray(src.array(STATS)[:])
     for u in range(writer.num_units):
         s, e = writer.unit_rows(u)
         idx = np.arange(s, e) % src.rows
-        writer.write_unit(u, {n: x[idx] for n, x in data.items()})
+        unit = u % src.num_units  # the source unit these rows are copies of
+        arrays = {n: x[idx] for n, x in data.items()} | {n: x[unit] for n, x in per_unit.items()}
+        writer.write_unit(u, arrays, stats[unit])
     writer.finish()
     return open_cache(str(url))
 
@@ -83,7 +91,7 @@ def save_memmaps(cache: Cache, names: list[str], folder: Path) -> None:
     rmtree(folder)
     folder.mkdir(parents=True)
     for n in names:
-        np.save(folder / (n.replace("/", "_") + ".npy"), cache.array(n)[:])
+        np.save(folder / (n.replace("/", "_") + ".npy"), cache.read([n], 0, cache.rows)[n])
 
 
 def stream_rate(stream: CacheStream, epoch: int = 0) -> tuple[float, float]:
@@ -170,7 +178,7 @@ def bench_stream(bench: Bench) -> None:
         arrays=names,
         rows_per_chunk=cache.rows_per_chunk,
         cache_stored_bytes_per_row=summarize(cache)["stored_bytes"] / cache.rows,
-        decoded_bytes_per_row=sum(cache.array(n).nbytes // cache.rows for n in names),
+        decoded_bytes_per_row=sum(x.nbytes for x in cache.read(names, 0, 1).values()),
         cache_note=f"{cache.rows} rows tiled from the real {src.rows}-row cache (chunk copies)",
     )
     bench.results["stream_vs_raw"] = result(
