@@ -7,6 +7,7 @@ unknown key anywhere is an error that names the key and lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,8 +22,10 @@ from litcache.errors import ConfigError
 DTYPES = ("float16", "float32")
 MANTISSA_BITS = {"float16": 10, "float32": 23}  # explicit mantissa bits of each store dtype
 CODECS = ("zstd", "blosc-zstd", "blosc-lz4", "none")
-SCHEDULES = ("cosine", "step", "constant")
-OPTIMIZERS = ("sgd", "adamw")  # sgd: Nesterov momentum; adamw: momentum is its beta1
+SCHEDULES = ("cosine", "step", "multistep", "constant")
+# sgd: Nesterov momentum; sgd-plain: heavy-ball momentum (LIT's reference); adamw: momentum is its beta1
+OPTIMIZERS = ("sgd", "sgd-plain", "adamw")
+FROZEN_MODES = ("eval", "train")
 TRANSFORMS = ("pad-crop-flip", "random-resized-crop")
 B0_CHOICES = ("auto", "store", "recompute")
 INPUTS = ("auto", "pixels", "crc32")
@@ -153,9 +156,12 @@ class OptimizerSettings:
     STAGE: ClassVar[str] = "optimizer"  # the config section, in error messages
 
     lr: float = 0.1
-    momentum: float = 0.9  # sgd: Nesterov momentum; adamw: beta1
+    momentum: float = 0.9  # sgd: Nesterov momentum; sgd-plain: heavy-ball momentum; adamw: beta1
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # per step: cosine to zero, step (x0.1 at 50 % and 75 %), or constant
+    # per step: cosine to zero, step (x0.1 at 50 % and 75 %), multistep (x0.1 after each of `milestones`
+    # epochs of the stage, as torch's MultiStepLR stepped per epoch), or constant
+    schedule: str = "cosine"
+    milestones: tuple[int, ...] = ()  # multistep only: epochs of the stage, increasing
     optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
@@ -164,6 +170,15 @@ class OptimizerSettings:
         check(self.momentum >= 0, f"{s}.momentum must be >= 0, got {self.momentum}")
         check(self.weight_decay >= 0, f"{s}.weight_decay must be >= 0, got {self.weight_decay}")
         check(self.schedule in SCHEDULES, f"{s}.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        check(
+            (self.schedule == "multistep") == bool(self.milestones),
+            f"{s}.milestones go with {s}.schedule=multistep, and only with it: got schedule {self.schedule!r} "
+            f"and milestones {list(self.milestones)}",
+        )
+        check(
+            all(a < b for a, b in itertools.pairwise((0, *self.milestones))),
+            f"{s}.milestones must be increasing epochs > 0, got {list(self.milestones)}",
+        )
         check(self.optimizer in OPTIMIZERS, f"{s}.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
 
 
@@ -290,6 +305,10 @@ class TrainConfig(OptimizerSettings):
     # labels and 1 - alpha on the soft targets
     label_weight: float = 0.95
     soft_weight: float = 0.05
+    # the combined objective's IR passes also update the sections' batch-norm running statistics, after the
+    # student's own forward, as LIT's reference does; off: only the student's own forward does (the blend cost
+    # 11.6 points where no KD pass followed: BENCHMARKS.md, litcache.train.objective.batch_stats_only)
+    ir_running_stats: bool = False
     seed: int = 0
     device: str = "auto"
 
@@ -320,11 +339,17 @@ class KDConfig(OptimizerSettings):
     temperature: float = 6.0
     label_weight: float = 0.95  # as train.label_weight / train.soft_weight (LIT's reference code)
     soft_weight: float = 0.05
+    # the frozen stem and head during the KD pass: eval (the teacher's batch-norm running statistics) or train
+    # (batch statistics, running statistics updated: LIT's reference fine-tunes after student.train())
+    frozen_mode: str = "eval"
     seed: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.epochs >= 1, f"kd.epochs must be >= 1, got {self.epochs}")
+        check(
+            self.frozen_mode in FROZEN_MODES, f"kd.frozen_mode must be one of {FROZEN_MODES}, got {self.frozen_mode!r}"
+        )
         _check_kd_weights("kd", self.label_weight, self.soft_weight)
         check(self.temperature > 0, f"kd.temperature must be > 0, got {self.temperature}")
 

@@ -234,13 +234,15 @@ class SectionedModel(nn.Module):
                 p.requires_grad_(False)
         self.frozen_outside = True
 
-    def set_train_mode(self) -> None:
+    def set_train_mode(self, frozen_mode: str = "eval") -> None:
         """Train mode for the sections; the frozen stem and head (after :meth:`load_frozen`) stay in eval mode.
 
         As in LIT's reference code (``student.eval()``, then ``section.train()``): the frozen parts' batch-norm
         statistics and dropout must not move. A model trained whole (the baselines) trains everything.
+        ``frozen_mode="train"`` puts the frozen parts in train mode too (their parameters stay frozen, their batch
+        norms use batch statistics and update their running ones), as the reference's fine-tuning does.
         """
         self.train()
-        if self.frozen_outside:
+        if self.frozen_outside and frozen_mode == "eval":
             for _, module in self.named_outside_modules():
                 module.eval()

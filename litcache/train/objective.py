@@ -46,6 +46,8 @@ class LitObjective(nn.Module):
     against the teacher's image and the ground truth, which is the input view itself
     (:func:`~litcache.losses.pixel_loss`). Targets come from the batch (the cache) unless a ``teacher`` is given
     (online LIT). ``b0_stored``: the cache holds ``boundary/0``; else section 1's input is the frozen stem's output.
+    ``ir_running_stats``: with ``beta > 0``, the IR passes update the running statistics too, after the student's
+    own forward, as LIT's reference does (by default they use batch statistics only, see :func:`batch_stats_only`).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class LitObjective(nn.Module):
         teacher: SectionedModel | None = None,
         output: str = "logits",
         b0_stored: bool = False,
+        ir_running_stats: bool = False,
     ) -> None:
         super().__init__()
         self.student = student
@@ -67,6 +70,7 @@ class LitObjective(nn.Module):
         self.beta, self.temperature = beta, temperature
         self.label_weight, self.soft_weight = label_weight, soft_weight
         self.output, self.b0_stored = output, b0_stored
+        self.ir_running_stats = ir_running_stats
         self._teacher = [teacher] if teacher is not None else []  # not a submodule: never trained or synced
 
     def required_arrays(self) -> list[str]:
@@ -104,27 +108,35 @@ class LitObjective(nn.Module):
                 assert x is not None, "section 1 reads 'input' when the cache does not store b0"
                 with torch.no_grad():
                     bounds[0] = self.student.stem_output(x)  # the frozen stem is the teacher's
+        kd = None
+        if self.beta > 0 and self.ir_running_stats:  # the reference's order: the end-to-end forward first
+            kd = self._end_to_end(x, t_out, batch)
         parts: dict[str, torch.Tensor] = {}
         sections = [m for k in range(1, self.student.num_sections + 1) for m in self.student.section_modules(k)]
-        # with KD in the objective, the end-to-end forward below owns the running statistics (see batch_stats_only)
-        with batch_stats_only(sections) if self.beta > 0 else contextlib.nullcontext():
+        # with KD in the objective, the end-to-end forward owns the running statistics (see batch_stats_only)
+        only_batch_stats = self.beta > 0 and not self.ir_running_stats
+        with batch_stats_only(sections) if only_batch_stats else contextlib.nullcontext():
             for k in self.sections:
                 parts[f"ir/s{k}"] = ir_loss(self.student.run_section(k, bounds[k - 1]), bounds[k])
-        kd = None
-        if self.beta > 0:
-            assert x is not None, "the end-to-end term reads 'input' (see required_arrays)"
-            out = self.student(x)
-            if self.output == "logits":
-                labels = batch["rows/label"].long()
-                kd = kd_loss(
-                    out,
-                    t_out,
-                    labels,
-                    temperature=self.temperature,
-                    label_weight=self.label_weight,
-                    soft_weight=self.soft_weight,
-                )
-            else:
-                kd = pixel_loss(out, t_out, x, label_weight=self.label_weight, soft_weight=self.soft_weight)
+        if self.beta > 0 and kd is None:
+            kd = self._end_to_end(x, t_out, batch)
+        if kd is not None:
             parts["kd"] = kd
         return {"loss": lit_loss(list(parts.values())[: len(self.sections)], kd, beta=self.beta), **parts}
+
+    def _end_to_end(
+        self, x: torch.Tensor | None, t_out: torch.Tensor | None, batch: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The finishing term on the student's own output: KD on logits, or the pixel loss of an image model."""
+        assert x is not None, "the end-to-end term reads 'input' (see required_arrays)"
+        out = self.student(x)
+        if self.output == "logits":
+            return kd_loss(
+                out,
+                t_out,
+                batch["rows/label"].long(),
+                temperature=self.temperature,
+                label_weight=self.label_weight,
+                soft_weight=self.soft_weight,
+            )
+        return pixel_loss(out, t_out, x, label_weight=self.label_weight, soft_weight=self.soft_weight)

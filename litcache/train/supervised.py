@@ -64,7 +64,7 @@ def train_teacher(
     classifier = probe(model, images.input_shape).output_kind == "logits"
     optimizer = build_optimizer(model.parameters(), tc)
     steps_per_epoch = -(-len(images) // tc.batch_size)
-    scheduler = build_scheduler(optimizer, tc.schedule, epochs * steps_per_epoch)
+    scheduler = build_scheduler(optimizer, tc, [steps_per_epoch] * epochs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out.with_name(out.name + ".config.yaml"))

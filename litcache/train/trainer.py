@@ -59,16 +59,18 @@ def _fit(
     show_progress: bool,
     first_epoch: int = 0,
     monitor: Monitor | None = None,
+    frozen_mode: str = "eval",
 ) -> list[dict[str, Any]]:
     """The epoch loop with a resumable training state, shared by every mode.
 
     Epoch e of this stage is epoch ``first_epoch + e`` of the run: the stream reads that epoch's view and order,
     so a stage that follows another (the KD pass after the sections) reads the views the first one did not.
-    ``monitor`` (main process only) sees every step and every epoch record.
+    ``monitor`` (main process only) sees every step and every epoch record. ``frozen_mode``: the mode of the
+    student's frozen stem and head (see ``SectionedModel.set_train_mode``).
     """
     batches = [stream.num_batches(e) for e in range(first_epoch, first_epoch + epochs)]  # per epoch of the stage
     optimizer = build_optimizer(trainable, opt_cfg)
-    scheduler = build_scheduler(optimizer, opt_cfg.schedule, sum(batches))
+    scheduler = build_scheduler(optimizer, opt_cfg, batches)
     # what a training state must match to be resumed: the cache it learned from, the student, the schedule
     identity = {
         "cache": cache_identity(stream.cache),
@@ -87,7 +89,7 @@ def _fit(
     model = wrap_ddp(objective, device)  # every rank gets the same batch count, so DDP never hangs
     records = []
     for epoch in range(start, epochs):
-        objective.student.set_train_mode()
+        objective.student.set_train_mode(frozen_mode)
 
         def step(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return model({k: v.to(device, non_blocking=True) for k, v in batch.items()})
@@ -181,6 +183,7 @@ def _objective(
     opt: Any,
     teacher: SectionedModel | None,
     labels_only: bool = False,
+    ir_running_stats: bool = False,
 ) -> LitObjective:
     """The objective of a mode, with ``opt``'s temperature and KD weights (labels alone for ``labels_only``)."""
     label_weight, soft_weight = (1.0, 0.0) if labels_only else (opt.label_weight, opt.soft_weight)
@@ -194,6 +197,7 @@ def _objective(
         teacher=teacher,
         output=cache.output_name,
         b0_stored=cache.b0_stored,
+        ir_running_stats=ir_running_stats,
     )
 
 
@@ -232,7 +236,7 @@ def train_sections(
     sections = [section] if section is not None else list(range(1, n_sections + 1))
     model = build_student(cache, spec, seed=tc.seed).to(device)
     teacher = _load_teacher(cfg, teacher_path, cache, device)
-    objective = _objective(cache, model, sections, tc.beta, tc, teacher)
+    objective = _objective(cache, model, sections, tc.beta, tc, teacher, ir_running_stats=tc.ir_running_stats)
     stream = CacheStream(
         cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda", data=cfg.data
     )
@@ -338,6 +342,7 @@ def train_end_to_end(
             show_progress,
             first_epoch,
             monitor,
+            frozen_mode=kc.frozen_mode,
         )
     if is_main_process():
         save_model(model.cpu(), out, mode=mode, epochs=epochs, cache=cache_identity(cache))
