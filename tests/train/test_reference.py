@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from litcache import load_model, open_cache
 from litcache.config import KDConfig, OptimizerSettings, PipelineConfig, TrainConfig, load_pipeline
 from litcache.models import SectionedModel, build_model
 from litcache.train.loop import train_one_epoch
 from litcache.train.objective import LitObjective
 from litcache.train.optim import build_optimizer, build_scheduler
+from litcache.train.students import frozen_state
+from litcache.train.trainer import train_end_to_end, train_sections
 
 REFERENCE_PIPELINE = "cifar10-resnet110-resnet56-reference"
 PAPER_PIPELINES = [
@@ -328,3 +333,29 @@ def test_the_kd_pass_frozen_mode_puts_only_the_stem_and_head_in_train_mode() -> 
         assert student.net.bn1.training is stem_training
         assert student.net.layer1.training
         assert not any(p.requires_grad for name, p in student.named_parameters() if not student.section_of(name))
+
+
+def test_the_trainer_applies_the_reference_settings(
+    make_cfg: Callable[..., PipelineConfig], cache_path: Path, tmp_path: Path
+) -> None:
+    """The settings reach train-sections and kd: the multistep rate per epoch, the IR passes' statistics, the
+    KD pass's stem (on the tiny cache)."""
+    sets = ["train.beta=0.75", "train.epochs=2", "train.optimizer=sgd-plain", "train.schedule=multistep"]
+    sets += ["train.milestones=[1]", "kd.optimizer=sgd-plain"]
+    teacher_stem = frozen_state(open_cache(str(cache_path)))["net.bn1.running_mean"]
+    sections, stems = {}, {}
+    for flag in ("false", "true"):
+        cfg = make_cfg(
+            *sets, f"train.ir_running_stats={flag}", f"kd.frozen_mode={'train' if flag == 'true' else 'eval'}"
+        )
+        records = train_sections(cfg, str(cache_path), tmp_path / flag, show_progress=False)
+        assert [r["lr"] for r in records] == pytest.approx([cfg.train.lr / 10] * 2)  # x0.1 from epoch 1 on
+        sections[flag] = torch.load(tmp_path / flag / "section-s1.pt", weights_only=True)["state_dict"]
+        train_end_to_end(
+            cfg, str(cache_path), tmp_path / f"{flag}.pt", sections_dir=tmp_path / flag, show_progress=False
+        )
+        stems[flag] = load_model(tmp_path / f"{flag}.pt")[0].state_dict()["net.bn1.running_mean"]
+    key = next(k for k in sections["true"] if k.endswith("running_mean"))
+    assert not torch.equal(sections["true"][key], sections["false"][key])  # the IR passes moved the statistics
+    assert torch.equal(stems["false"], teacher_stem)  # eval: the teacher's stem, untouched
+    assert not torch.equal(stems["true"], teacher_stem)  # train: batch statistics moved its running ones
