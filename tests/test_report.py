@@ -74,6 +74,7 @@ def hook_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_report_of_a_run_has_its_files_and_numbers(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     build_report([str(tiny_run)], out, show_progress=False)

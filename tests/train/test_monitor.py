@@ -34,6 +34,7 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_training_writes_epoch_and_step_scalars(
     make_cfg: Callable[..., PipelineConfig], cache_path: Path, tmp_path: Path
 ) -> None:
