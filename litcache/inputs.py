@@ -46,6 +46,9 @@ class RegeneratedInputs:
                     f"it was extracted from ({self.identity}), but {images.identity} is other data (its "
                     "fingerprint differs): pass that data with --data (or data.source)"
                 )
+            # one view made here loads the image decoders (torchvision's, seconds to import) before the stream's
+            # workers fork, so each worker does not import them again
+            make_views(images, self.config, self.seed, np.zeros(1, np.int64), np.zeros(1, np.int64))
             self._images = images
         return self._images
 
