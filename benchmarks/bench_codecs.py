@@ -12,6 +12,7 @@ import numpy as np
 import zarr
 from common import log, median, rmtree, timed_extract
 from harness import Bench
+from zarr.codecs import BloscCodec
 
 from litcache.cache import quantize as q
 from litcache.cache.codecs import bitround, build_codecs
@@ -30,24 +31,31 @@ def codec_settings() -> list[tuple[str, StoreConfig]]:
         ("blosc-zstd-1 shuffle 1MiB + bitround 7 (default)", StoreConfig()),
         ("blosc-zstd-1 shuffle 1MiB + bitround 5", StoreConfig(bitround_keepbits=5)),
         ("none", StoreConfig(codec="none", bitround_keepbits=0)),
-        *[(label, StoreConfig(bits=bits)) for label, bits in QUANTIZED],
+        *[(label, StoreConfig(bits=bits)) for label, bits in QUANTIZED + BYTE_CODES],
     ]
 
 
 QUANTIZED = [(f"int{b} codes, bit planes + blosc-zstd-1 1MiB", b) for b in (8, 6, 4)]  # the store.bits rows
+# the alternative the bit planes were chosen over: one code a byte, bit-shuffled by Blosc on the host
+BYTE_CODES = [(f"int{b} codes, a byte each + blosc-zstd-1 bitshuffle 1MiB", b) for b in (8, 4)]
 
 
 def quantized_write_and_read(
-    path: Path, x: np.ndarray, chunk: int, bits: int, cfg: StoreConfig
+    path: Path, x: np.ndarray, chunk: int, bits: int, cfg: StoreConfig, planes: bool = True
 ) -> tuple[float, float, int, np.ndarray]:
     """``x`` quantised chunk by chunk (per unit and channel, as the extractor does; here with the numpy reference
     quantiser on the host, where the extractor uses torch on the teacher's device), its bit planes written to a
     zarr array under ``cfg``'s codec, then read and dequantised: write s, read s, stored bytes, x decoded."""
     t = time.perf_counter()
     units = [q.quantize(x[s : s + chunk].astype(np.float32), bits) for s in range(0, len(x), chunk)]
-    packed = np.concatenate([q.pack_planes(codes, bits) for codes, _ in units])
+    if planes:
+        packed = np.concatenate([q.pack_planes(codes, bits) for codes, _ in units])
+        codecs = build_codecs(cfg)
+    else:
+        packed = np.concatenate([codes.reshape(len(codes), -1) for codes, _ in units])
+        codecs = {"compressors": BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", blocksize=1 << 20)}
     arr = zarr.create_array(
-        str(path), shape=packed.shape, chunks=(chunk, packed.shape[1]), dtype="uint8", fill_value=0, **build_codecs(cfg)
+        str(path), shape=packed.shape, chunks=(chunk, packed.shape[1]), dtype="uint8", fill_value=0, **codecs
     )
     arr[:] = packed
     write = time.perf_counter() - t
@@ -55,6 +63,8 @@ def quantized_write_and_read(
     back_arr = zarr.open_array(str(path), mode="r")
     t = time.perf_counter()
     codes = back_arr[:]
+    if not planes:
+        codes = q.pack_planes(codes.reshape(len(codes), *x.shape[1:]), bits)  # the reader's path from here on
     back = np.concatenate(
         [
             q.dequantize(codes[s : s + chunk], params, bits, x.shape[1:], "float16")
@@ -100,7 +110,8 @@ def measure_codec(
         stored = 0
         for name, x in data.items():
             if cfg.bits:
-                w_s, r_s, stored_s, back = quantized_write_and_read(folder / name, x, chunk, cfg.bits, cfg)
+                planes = label not in dict(BYTE_CODES)
+                w_s, r_s, stored_s, back = quantized_write_and_read(folder / name, x, chunk, cfg.bits, cfg, planes)
             else:
                 w_s, r_s, stored_s, back = write_and_read(folder / name, x, chunk, cfg)
             w += w_s
