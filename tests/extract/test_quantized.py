@@ -187,3 +187,15 @@ def test_the_format_docs_decode_a_quantised_boundary_with_numpy(quantized) -> No
     namespace = {"np": np, "g": g, "m": m, "u": u, "s": s, "e": e}
     exec(snippet, namespace)
     np.testing.assert_array_equal(namespace["b1"], cache.read(["boundary/1"], s, e)["boundary/1"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bits", [8, 4])
+def test_the_gpu_quantiser_gives_the_reference_codes(bits: int) -> None:
+    """Where the teacher runs on a GPU, the codes are made and packed there (torch's shifts, not numpy)."""
+    x = torch.relu(torch.randn(64, 16, 8, 8, generator=torch.Generator().manual_seed(bits)) * 3)
+    codes, params = q.quantize(x.numpy(), bits)
+    packed, got_params, _ = quantize_unit(x.cuda(), bits)
+    assert packed.device.type == "cuda"
+    np.testing.assert_array_equal(packed.cpu().numpy(), q.pack_planes(codes, bits))
+    np.testing.assert_array_equal(got_params.cpu().numpy(), params)
