@@ -190,6 +190,7 @@ def test_the_format_docs_decode_a_quantised_boundary_with_numpy(quantized) -> No
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("bits", [8, 4])
 def test_the_gpu_quantiser_gives_the_reference_codes(bits: int) -> None:
     """Where the teacher runs on a GPU, the codes are made and packed there (torch's shifts, not numpy)."""
