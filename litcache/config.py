@@ -18,6 +18,7 @@ import yaml
 
 from litcache._settings import build, check, to_plain
 from litcache.errors import ConfigError
+from litcache.outputs import write_text
 
 DTYPES = ("float16", "float32")
 MANTISSA_BITS = {"float16": 10, "float32": 23}  # explicit mantissa bits of each store dtype
@@ -429,7 +430,7 @@ def read_pipeline_file(name_or_path: str) -> tuple[dict[str, Any], str]:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"pipeline {origin} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"pipeline {origin} is not valid YAML: {yaml_problem(exc)}") from exc
     check(isinstance(data, dict), f"pipeline {origin} must be a mapping at the top level")
     data.setdefault("name", path.stem if origin == str(path) else name_or_path)
     return data, origin
@@ -440,9 +441,17 @@ def parse_override(item: str) -> dict[str, Any]:
     key, sep, raw = item.partition("=")
     check(bool(sep) and bool(key.strip()), f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
     try:
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line, with its line and column (PyYAML's own text spans lines and names the
+    ``<unicode string>`` it read)."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
+
+
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: value is not valid YAML: {exc}") from exc
+        raise ConfigError(f"--set {item!r}: value is not valid YAML: {yaml_problem(exc)}") from exc
     out: dict[str, Any] = {}
     node = out
     parts = key.strip().split(".")
@@ -463,5 +472,5 @@ def load_pipeline(name_or_path: str | None = "tiny", overrides: typing.Sequence[
 
 
 def save_resolved(cfg: PipelineConfig, path: str | Path) -> None:
-    """Write the resolved config beside a run's outputs."""
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the resolved config beside a run's outputs (atomically: never half a file)."""
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

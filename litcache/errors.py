@@ -31,6 +31,15 @@ class CheckpointError(LitcacheError):
     """A checkpoint cannot be read or does not hold what was asked for."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A file holds pickled Python objects whose loading would run code (named by the globals it imports)."""
+
+
+class OutputError(LitcacheError):
+    """An output path is not this command's to write (it exists and is another's work), or a write failed: a full
+    disk, a permission, a read-only file system (see :mod:`litcache.outputs`)."""
+
+
 class MissingExtraError(LitcacheError):
     """A feature needs an optional dependency that is not installed; the message names the extra to install."""
 
