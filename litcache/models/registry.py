@@ -96,3 +96,14 @@ def check_trusted(spec: Mapping[str, Any], trusted: Collection[str], source: str
         "(it could be anyone's): name the same factory in your pipeline (teacher.model or train.student, "
         "with --pipeline FILE or --set) to allow it"
     )
+
+
+def check_importable(models: Mapping[str, Any]) -> None:
+    """Import the factory of every model in ``models`` (config key -> spec): a pipeline that names a factory that
+    cannot be imported is refused, naming the key, by every command, whether or not it builds that model."""
+    for key, spec in models.items():
+        factory = resolve_spec(spec)["factory"]
+        try:
+            import_factory(factory)
+        except ConfigError as exc:
+            raise ConfigError(f"{key}: {exc}; fix the pipeline (or --set {key}=...)") from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from litcache.cache.reader import Cache
-from litcache.errors import LitcacheError
+from litcache.errors import LitcacheError, UnsafeCheckpointError
 from litcache.models import SectionedModel, build_model, describe
 from litcache.models.checkpoint import fingerprint_state, load_model
 from litcache.models.registry import check_trusted
@@ -67,6 +67,8 @@ def _teacher_from_cache(cache: Cache, trusted: Collection[str]) -> SectionedMode
 def _load(row: ModelRow, path: Path, trusted: Collection[str]) -> SectionedModel | None:
     try:
         model, meta = load_model(path, trusted)
+    except UnsafeCheckpointError:
+        raise  # a file that holds code is refused, as every command refuses it
     except LitcacheError as exc:
         row.notes.append(f"not loaded: {exc}")
         return None

@@ -16,7 +16,7 @@ import torch
 from litcache.cache.reader import Cache
 from litcache.errors import CheckpointError, CompatibilityError, ConfigError
 from litcache.models import SectionedModel, build_model, check_compatible, describe, probe, resolve_spec
-from litcache.models.checkpoint import atomic_torch_save
+from litcache.models.checkpoint import atomic_torch_save, read_weights_file
 from litcache.models.registry import check_trusted
 
 SECTION_FORMAT = "litcache-section"
@@ -101,8 +101,8 @@ def assemble(cache: Cache, sections_dir: str | Path, trusted: Collection[str] = 
             raise CheckpointError(
                 f"{path} is missing: train it with `litcache train-sections --section {k} -o {sections_dir}`"
             )
-        rec = torch.load(path, map_location="cpu", weights_only=True)
-        if rec.get("format") != SECTION_FORMAT or rec.get("version") != SECTION_VERSION:
+        rec = read_weights_file(path)  # a corrupt, foreign or code-holding file is refused in one line
+        if not isinstance(rec, dict) or rec.get("format") != SECTION_FORMAT or rec.get("version") != SECTION_VERSION:
             raise CheckpointError(f"{path} is not a section checkpoint of this litcache version: train it again")
         if rec["cache"] != cache_identity(cache):
             raise CompatibilityError(f"{path} was trained from another cache (teacher or data differ)")

@@ -88,7 +88,7 @@ def test_a_truncated_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
 def test_pickled_objects_are_refused_as_code(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"format": "litcache-model", "payload": Payload()}, path)
-    with pytest.raises(CheckpointError, match="holds Python objects besides tensors .* loads weights only") as exc:
+    with pytest.raises(CheckpointError, match=r"holds pickled Python code \(.* run test_checkpoint\.Payload\)") as exc:
         read_checkpoint(path)
     assert "weights_only=False" not in str(exc.value)  # never the advice to run the file's code
 
@@ -99,7 +99,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
     record = torch.load(path, weights_only=True)
     record["model"] = build_model("resnet14").spec
     torch.save(record, path)
-    with pytest.raises(CheckpointError, match=r"does not fit model resnet14:\n  missing in the file: net.layer1.1"):
+    with pytest.raises(CheckpointError, match=r"does not fit model resnet14: missing in the file: net.layer1.1"):
         load_model(path)
 
 
@@ -150,7 +150,7 @@ def test_a_plain_state_dict_is_a_teacher_of_the_pipelines_model(tmp_path: Path, 
 def test_a_plain_state_dict_of_another_model_names_what_differs(tmp_path: Path) -> None:
     path = tmp_path / "teacher.pth"
     torch.save(build_model("resnet8").net.state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"does not fit model resnet14:\n  missing in the file: layer1.1.conv1"):
+    with pytest.raises(CheckpointError, match=r"does not fit model resnet14: missing in the file: layer1.1.conv1"):
         load_teacher(path, "resnet14", 10, *CIFAR)
     torch.save({"weights": [1, 2, 3]}, path)
     with pytest.raises(CheckpointError, match="neither a litcache checkpoint nor a state_dict"):
