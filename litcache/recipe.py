@@ -2,6 +2,10 @@
 
 Each step is one library call the CLI also exposes; this module only orders them, times them, and collects
 a results table. One cache serves every student the pipeline names.
+
+A run folder follows the output policy (:mod:`litcache.outputs`): its marker records the run's settings, and the
+same command run again with the same settings resumes it (a finished stage is skipped, an interrupted one
+continues), while other settings are refused, naming what differs.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from typing import Any
 from litcache.cache.reader import open_cache
 from litcache.cache.summary import summarize
 from litcache.config import PipelineConfig, save_resolved
+from litcache.errors import OutputError
 from litcache.extract.run import extract
+from litcache.models.checkpoint import read_weights_file
+from litcache.outputs import claim_folder, say, write_text
 from litcache.train.supervised import evaluate_checkpoint, train_teacher
 from litcache.train.trainer import train_end_to_end, train_sections
 
@@ -34,6 +41,24 @@ ARTIFACTS = {
 }
 
 
+# what a run writes into its folder (what --overwrite replaces); a report made inside it is the report's own
+RUN_OUTPUTS = ("config.yaml", "teacher.pt*", "cache.zarr", "students", "baselines", "results.json", "README.md")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def _differences(was: dict[str, Any], now: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """Each setting that differs, as ``name old (now new)``."""
+    a, b = _flat(was), _flat(now)
+    keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    label = lambda k: names.get(k, k.removeprefix("pipeline."))  # noqa: E731
+    return [f"{label(k)} {a.get(k, '(unset)')} (now {b.get(k, '(unset)')})" for k in keys]
+
+
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     started = time.perf_counter()
     out = fn(*args, **kwargs)
@@ -48,29 +73,62 @@ def run_pipeline(
     limit: int | None = None,
     test_limit: int | None = None,
     baselines: bool = False,
+    overwrite: bool = False,
+    command: str = "run",
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Teacher (trained unless given) -> cache -> every student's sections -> KD pass -> evaluation.
 
     ``baselines`` adds each student trained from scratch with the same budget (sections + KD epochs).
-    Returns (and writes to ``results.json``) one row per model plus the cache's size.
+    Returns (and writes to ``results.json``) one row per model plus the cache's size. A folder that holds a run of
+    ``command`` with the same settings is resumed; with other settings it is refused (``overwrite`` replaces it).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "pipeline": cfg.to_dict(),
+        "teacher": str(Path(teacher).resolve()) if teacher else None,
+        "limit": limit,
+        "test_limit": test_limit,
+        "baselines": baselines,
+    }
+    settings = json.loads(json.dumps(settings))  # as the marker keeps it (tuples are lists there)
+    claim = claim_folder(out, command, RUN_OUTPUTS, resume=not overwrite, overwrite=overwrite)
+    was = (claim.marker or {}).get("settings")
+    if claim.resuming and was != settings:
+        names = {"limit": "--samples" if command == "quickstart" else "--limit", "test_limit": "--test-limit"}
+        differs = _differences(was or {}, settings, names | {"teacher": "--teacher", "baselines": "--baselines"})
+        raise OutputError(
+            f"{out} holds a `litcache {command}` run with other settings: {'; '.join(differs[:4])}"
+            f"{f' and {len(differs) - 4} more' if len(differs) > 4 else ''}; run it with the same settings to "
+            "continue it, pass --overwrite to replace it, or choose another folder"
+        )
+    if teacher is not None:
+        read_weights_file(teacher)  # a missing, corrupt or code-holding teacher is refused before any work
+    claim.settings = settings
+    claim.take()
+    if claim.resuming:
+        say(f"resuming the {command} in {out}: finished stages are skipped, an interrupted one continues")
+    previous = _previous_results(out) if claim.resuming else {}
     save_resolved(cfg, out / "config.yaml")
     rows: list[dict[str, Any]] = []
     teacher_path = teacher or str(out / "teacher.pt")
-    seconds = 0.0
+    seconds = 0.0 if teacher is not None else previous.get("teacher")
     if teacher is None and not Path(teacher_path).is_file():
-        _, seconds = _timed(train_teacher, cfg, teacher_path, limit=limit, show_progress=show_progress)
+        _, seconds = _timed(
+            train_teacher, cfg, teacher_path, limit=limit, resume=claim.resuming, show_progress=show_progress
+        )
+    elif teacher is None:
+        say(f"{teacher_path} is already trained (skipped)")
     cache_url = str(out / "cache.zarr")
     resume = Path(cache_url).exists()
-    _, extract_s = _timed(
+    written, extract_s = _timed(
         extract, cfg, teacher_path, cache_url, limit=limit, resume=resume, show_progress=show_progress
     )
+    if not written["units_written"] and previous.get("extract") is not None:
+        extract_s = previous["extract"]  # nothing extracted this time: the time it took when it was
     cache_summary = summarize(open_cache(cache_url))
 
-    def evaluate_row(name: str, path: str, wall: float) -> None:
+    def evaluate_row(name: str, path: str, wall: float | None) -> None:
         result = evaluate_checkpoint(path, cfg, test_limit, show_progress=show_progress)
         metrics = {k: result[k] for k in METRICS if k in result}
         rows.append(
@@ -82,7 +140,7 @@ def run_pipeline(
     for i, spec in enumerate(cfg.students or (cfg.train.student,), start=1):
         label = spec.name or f"student{i}"
         base = out / "students" / label
-        _, sec_s = _timed(
+        sec, sec_s = _timed(
             train_sections,
             cfg,
             cache_url,
@@ -91,19 +149,23 @@ def run_pipeline(
             resume=True,
             show_progress=show_progress,
         )
-        _, kd_s = _timed(
+        kd, kd_s = _timed(
             train_end_to_end,
             cfg,
             cache_url,
             base / "student.pt",
             sections_dir=base / "sections",
+            resume=True,
             show_progress=show_progress,
         )
-        evaluate_row(f"lit-{label}", str(base / "student.pt"), sec_s + kd_s)
+        trained = sec or kd  # both empty: nothing was left to train, so the time is the one recorded before
+        evaluate_row(
+            f"lit-{label}", str(base / "student.pt"), sec_s + kd_s if trained else previous.get(f"lit-{label}")
+        )
         if baselines:
             path = out / "baselines" / f"scratch-{label}.pt"
             budget = cfg.train.epochs + cfg.kd.epochs
-            _, s = _timed(
+            scratch, s = _timed(
                 train_end_to_end,
                 cfg,
                 cache_url,
@@ -111,9 +173,10 @@ def run_pipeline(
                 student=spec,
                 labels_only=True,
                 epochs=budget,
+                resume=True,
                 show_progress=show_progress,
             )
-            evaluate_row(f"scratch-{label}", str(path), s)
+            evaluate_row(f"scratch-{label}", str(path), s if scratch else previous.get(f"scratch-{label}"))
     teacher_params = rows[0]["params"]
     for row in rows:
         row["compression"] = teacher_params / row["params"]
@@ -128,14 +191,26 @@ def run_pipeline(
             "extract_seconds": extract_s,
         },
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "README.md").write_text(
+    write_text(out / "results.json", json.dumps(results, indent=2))
+    write_text(
+        out / "README.md",
         f"# litcache run: pipeline `{cfg.name}`\n\n"
         + "\n".join(f"- `{name}`: {what}" for name, what in ARTIFACTS.items())
         + "\n\nRe-evaluate any model: `litcache evaluate -m <checkpoint> -d <data>`. Plots and a summary: "
-        + f"`litcache report {out} -o {out / 'report'}`.\n"
+        + f"`litcache report {out} -o {out / 'report'}`.\n",
     )
     return results
+
+
+def _previous_results(out: Path) -> dict[str, float | None]:
+    """Seconds per model (and ``extract``) from the results.json of an earlier pass of this run: a stage a resumed
+    run finds finished keeps the time it took."""
+    try:
+        results = json.loads((out / "results.json").read_text())
+        seconds = {str(r["name"]): r.get("seconds") for r in results["models"]}
+        return seconds | {"extract": results["cache"].get("extract_seconds")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -145,13 +220,14 @@ def format_results(results: dict[str, Any]) -> str:
     lines = [f"{'model':<22} {'architecture':<16} {'params':>10} {'compression':>11}{head} {'train s':>8}"]
     for r in results["models"]:
         values = "".join(f" {r[k]:>9.4f}" if k in r else f" {'':>9}" for k in metrics)
+        wall = f"{r['seconds']:>8.1f}" if r.get("seconds") is not None else f"{'?':>8}"
         lines.append(
-            f"{r['name']:<22} {r['model'][:16]:<16} {r['params']:>10,} {r['compression']:>10.2f}x{values} "
-            f"{r['seconds']:>8.1f}"
+            f"{r['name']:<22} {r['model'][:16]:<16} {r['params']:>10,} {r['compression']:>10.2f}x{values} {wall}"
         )
     c = results["cache"]
+    took = f"{c['extract_seconds']:.1f}s" if c.get("extract_seconds") is not None else "? s"
     lines.append(
         f"\ncache: {c['rows']} rows ({c['views']} views), {c['stored_bytes'] / 1e6:.1f} MB stored, "
-        f"extracted in {c['extract_seconds']:.1f}s -> {c['url']}"
+        f"extracted in {took} -> {c['url']}"
     )
     return "\n".join(lines)

@@ -242,6 +242,6 @@ def test_report_refuses_a_path_that_is_not_there_or_holds_nothing(tmp_path: Path
 def test_a_cache_that_does_not_open_is_left_out_and_said_so(cache_copy: Path, tiny_run: Path, tmp_path: Path) -> None:
     group = zarr.open_group(str(cache_copy), mode="r+")
     group.attrs["litcache"] = {**group.attrs["litcache"], "format_version": 1}  # type: ignore[dict-item]
-    report = build_report([str(tiny_run / "teacher.pt"), str(cache_copy)], tmp_path, show_progress=False)
+    report = build_report([str(tiny_run / "teacher.pt"), str(cache_copy)], tmp_path / "r", show_progress=False)
     assert not report["caches"] and "cache format version 1" in report["left_out"][0]
-    assert "## Left out" in (tmp_path / "report.md").read_text()
+    assert "## Left out" in (tmp_path / "r" / "report.md").read_text()

@@ -26,7 +26,7 @@ from litcache.config import PipelineConfig
 from litcache.data import ImageSet
 from litcache.device import resolve_device
 from litcache.errors import CacheError, CompatibilityError
-from litcache.extract.run import finish_run, load_teacher_and_data, open_output, write_units
+from litcache.extract.run import finish_run, load_teacher_and_data, open_output, say_skipped, units_kept, write_units
 from litcache.models import SectionedModel
 from litcache.models.checkpoint import fingerprint_state
 from litcache.progress import progress_bar
@@ -111,6 +111,7 @@ def extract_on_dask(
         cfg, teacher_path, out, limit, resume, overwrite, storage_options, resolve_device("cpu"), workers_device
     )
     todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
+    say_skipped(out, cache.num_units - len(todo), cache.num_units)
     tasks = [todo[i : i + units_per_task] for i in range(0, len(todo), units_per_task)]
     workers = len(client.scheduler_info().get("workers", {}))
     log.info("%s: %d units in %d tasks on %d dask workers", out, len(todo), len(tasks), workers)
@@ -134,8 +135,10 @@ def extract_on_dask(
                 result = future.result()  # a task that failed after its retries stops the run
                 results.append(result)
                 bar.update(result["rows_written"])
-        except BaseException:
+        except BaseException as exc:
             client.cancel(futures)  # what is written stays written: --resume continues from there
+            if isinstance(exc, KeyboardInterrupt):
+                exc.add_note(units_kept(cache, out))
             raise
     written = {
         "units_written": sum(r["units_written"] for r in results),

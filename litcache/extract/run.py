@@ -23,11 +23,12 @@ import torch
 
 from litcache.cache.codecs import row_crc32
 from litcache.cache.layout import INPUT, INPUT_CRC
+from litcache.cache.reader import filesystem, manifest_at
 from litcache.cache.writer import CacheWriter, create_cache, open_writer, prepare_output
 from litcache.config import PipelineConfig
 from litcache.data import ImageSet, iter_views, load_images
 from litcache.device import resolve_device
-from litcache.errors import CompatibilityError
+from litcache.errors import CacheError, CompatibilityError
 from litcache.extract.manifest import (
     array_specs,
     build_manifest,
@@ -39,6 +40,7 @@ from litcache.extract.manifest import (
 from litcache.extract.on_device import check_outputs, encode_unit, teacher_rows
 from litcache.models import Probe, SectionedModel, probe
 from litcache.models.checkpoint import load_teacher
+from litcache.outputs import check_parent, say
 from litcache.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -110,11 +112,16 @@ def load_teacher_and_data(
     cfg: PipelineConfig, teacher_path: str, limit: int | None, device: torch.device
 ) -> tuple[SectionedModel, ImageSet, Probe]:
     """The teacher on ``device`` in the configured memory format, the training split it is checked against, and
-    what a forward of the teacher on that data's input shape shows."""
+    what a forward of the teacher on that data's input shape shows.
+
+    The teacher is the pipeline's ``teacher.model``: a checkpoint that records another model (factory, kwargs or
+    section paths) is refused, naming both."""
     d = cfg.data
     # the data is read once the checkpoint has been (a missing file fails first); the loader keeps decoded splits
     data_classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
-    teacher = load_teacher(teacher_path, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories())
+    teacher = load_teacher(
+        teacher_path, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories(), require_spec=True
+    )
     images = load_images(d, "train", limit)
     teacher.to(device).to(memory_format=teacher_memory_format(cfg)).eval()
     shapes = probe(teacher, images.input_shape)
@@ -145,6 +152,10 @@ def open_output(
 
     ``compute_device``: the type of device the units are computed on, when not ``device`` (dask's workers).
     """
+    if "://" not in out:  # a local output whose folder cannot be made or written is refused before any work
+        check_parent(out)
+    if overwrite and not resume:  # only a litcache cache may be deleted, and only once the inputs have loaded
+        _refuse_foreign(out, storage_options)
     resuming = False if overwrite else prepare_output(out, resume, overwrite, storage_options)
     teacher, images, shapes = load_teacher_and_data(cfg, teacher_path, limit, device)
     b0 = store_b0(cfg, shapes, images.input_shape)
@@ -161,6 +172,15 @@ def open_output(
     else:
         cache = create_cache(out, manifest, specs, cfg.store, teacher_parts(teacher), storage_options, per_unit)
     return cache, teacher, images
+
+
+def _refuse_foreign(out: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Refuse, before any work, to ``--overwrite`` an output that is not a litcache cache."""
+    fs, path = filesystem(out, storage_options)
+    if fs.exists(path) and not (fs.isdir(path) and not fs.ls(path)) and manifest_at(out, storage_options) is None:
+        raise CacheError(
+            f"{out} exists and is not a litcache cache; litcache never overwrites it: choose another output path"
+        )
 
 
 def write_units(
@@ -277,8 +297,27 @@ def extract(
     device = resolve_device(cfg.extract.device)
     cache, teacher, images = open_output(cfg, teacher_path, out, limit, resume, overwrite, storage_options, device)
     todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
+    say_skipped(out, cache.num_units - len(todo), cache.num_units)
     if max_units is not None:
         todo = todo[:max_units]
     log.info("%s: %d of %d units to write", out, len(todo), cache.num_units)
-    written = write_units(cache, cfg, teacher, images, device, todo, show_progress)
+    try:
+        written = write_units(cache, cfg, teacher, images, device, todo, show_progress)
+    except KeyboardInterrupt as exc:  # the units in flight were finished by the writers: say what is kept
+        exc.add_note(units_kept(cache, out))
+        raise
     return finish_run(cache, out, written)
+
+
+def say_skipped(out: str, done: int, total: int) -> None:
+    """Tell the user what a resumed extraction skips."""
+    if done == total:
+        say(f"resuming {out}: all {total} units are already written (skipped)")
+    elif done:
+        say(f"resuming {out}: {done} of {total} units are already written (skipped)")
+
+
+def units_kept(cache: CacheWriter, out: str) -> str:
+    """What an interrupted extraction keeps, for its message."""
+    done = int(cache.done_units().sum())
+    return f"{done} of {cache.num_units} units are written and kept in {out}"

@@ -20,6 +20,7 @@ from litcache import __version__
 from litcache.cache.reader import Cache, open_cache
 from litcache.cache.summary import summarize
 from litcache.errors import CacheError, ReportError
+from litcache.outputs import claim_folder, write_text
 from litcache.report import plots
 from litcache.report.cache_stats import boundary_statistics
 from litcache.report.markdown import render
@@ -29,6 +30,7 @@ from litcache.report.sizes import MAC_METHOD, count_macs, measure
 
 log = logging.getLogger(__name__)
 DEFAULT_INPUT_SHAPE = (3, 32, 32)
+REPORT_OUTPUTS = ("report.md", "report.json", "*.png")  # what a report writes into its folder
 
 
 def _slug(text: str) -> str:
@@ -101,6 +103,7 @@ def build_report(
     trusted: Collection[str] = (),
     sample_units: int = 8,
     input_shape: Sequence[int] | None = None,
+    overwrite: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Write ``report.md``, ``report.json`` and PNG plots into ``out`` for the runs and caches at ``targets``.
@@ -108,13 +111,14 @@ def build_report(
     ``evaluate(checkpoint)`` scores models that no ``results.json`` scored (``litcache report --data``);
     ``trusted``: model factories outside litcache, torchvision and timm that checkpoints may name (the user's);
     ``sample_units``: units of each cache read for its boundary statistics; ``input_shape`` (C, H, W) for MACs,
-    by default the caches' input shape.
+    by default the caches' input shape. ``out`` follows the output policy (:mod:`litcache.outputs`): a report
+    there is replaced only with ``overwrite``, and a folder of anything else is refused.
     """
     if not targets:
         raise ReportError("give at least one run folder, cache, metrics file or checkpoint to report on")
     plots.require_matplotlib()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim = claim_folder(out, "report", REPORT_OUTPUTS, overwrite=overwrite, resumable=False)
     runs = find_runs(list(targets))
     left_out: list[str] = []
     caches = _open_caches(runs, left_out)
@@ -131,6 +135,7 @@ def build_report(
         own = [c for _, c in caches.get(run.label, [])]
         rows += model_rows(run, own, shape, trusted=trusted, evaluate=evaluate, show_progress=show_progress)
     add_ratios(rows)
+    claim.take()
     report: dict[str, Any] = {
         "litcache_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -162,8 +167,8 @@ def build_report(
     ):
         if draw(out / name):
             report["plots"][name.removesuffix(".png")] = name
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(render(report))
+    write_text(out / "report.json", json.dumps(report, indent=2))
+    write_text(out / "report.md", render(report))
     log.info("report of %d runs -> %s", len(runs), out)
     return report
 

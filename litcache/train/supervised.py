@@ -18,7 +18,15 @@ from litcache.data import ImageSet, iter_views, load_images, to_unit_float
 from litcache.device import resolve_device
 from litcache.errors import CheckpointError, ConfigError
 from litcache.models import build_model, describe, probe
-from litcache.models.checkpoint import atomic_torch_save, load_teacher, read_weights_file, save_model
+from litcache.models.checkpoint import (
+    atomic_torch_save,
+    load_teacher,
+    made_by,
+    read_weights_file,
+    save_model,
+    saved_epochs,
+)
+from litcache.outputs import Claim, append_line, claim_file, hint, keep_lines, keeping, say
 from litcache.train.loop import evaluate, train_one_epoch
 from litcache.train.monitor import open_monitor
 from litcache.train.optim import build_optimizer, build_scheduler
@@ -36,6 +44,9 @@ def augmented_batches(
         yield x, torch.from_numpy(images.labels[i])
 
 
+TEACHER_SIDECARS = (".config.yaml", ".metrics.jsonl", ".tensorboard", ".train-state.pt")
+
+
 def train_teacher(
     cfg: PipelineConfig,
     out: str | Path,
@@ -43,9 +54,35 @@ def train_teacher(
     epochs: int | None = None,
     limit: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``cfg.teacher.model`` on the training split; save the checkpoint at ``out``.
+    """Train ``cfg.teacher.model`` on the training split; save the checkpoint at ``out``; returns the last epoch's
+    record (empty when ``resume`` finds the checkpoint finished).
+
+    ``out`` follows the output policy (:mod:`litcache.outputs`): an existing one (or what an interrupted run left
+    beside it) is refused unless it is a checkpoint ``train-teacher`` wrote and ``resume`` continues its run or
+    ``overwrite`` replaces it. A full disk or Ctrl-C says which epochs are kept and how to continue.
+    """
+    out = Path(out)
+    own = lambda path: made_by(path) == "train-teacher"  # noqa: E731
+    claim = claim_file(
+        out, "train-teacher", TEACHER_SIDECARS, own, resume=resume, overwrite=overwrite, example="teacher.pt"
+    )
+    state_path = out.with_name(out.name + ".train-state.pt")
+    if claim.resuming and out.is_file() and not state_path.exists():
+        say(f"{out} is already trained (its run finished): nothing to resume")
+        return {}
+    epochs = epochs or cfg.teacher.epochs
+    kept = lambda: saved_epochs(state_path, epochs)  # noqa: E731
+    with keeping(state_path, kept, f"continue with {hint('train-teacher')}"):
+        return _train(cfg, out, claim, epochs, limit, resume, show_progress)
+
+
+def _train(
+    cfg: PipelineConfig, out: Path, claim: Claim, epochs: int, limit: int | None, resume: bool, show_progress: bool
+) -> dict[str, Any]:
+    """:func:`train_teacher` once its output is claimed.
 
     A classifier learns the labels (cross-entropy); an image-to-image model its ground truth, the input view
     itself (L1; the built-in generators see it down-scaled). Writes ``<out>.config.yaml`` (the resolved config) and
@@ -65,9 +102,6 @@ def train_teacher(
     optimizer = build_optimizer(model.parameters(), tc)
     steps_per_epoch = -(-len(images) // tc.batch_size)
     scheduler = build_scheduler(optimizer, tc, [steps_per_epoch] * epochs)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
     metrics_path = out.with_name(out.name + ".metrics.jsonl")
     state_path = out.with_name(out.name + ".train-state.pt")
     # what a state must match to be continued: the model, the recipe (epochs included), the data
@@ -77,20 +111,27 @@ def train_teacher(
     if resume and state_path.is_file():
         state = read_weights_file(state_path)
         if not isinstance(state, dict) or "optimizer" not in state:
-            raise CheckpointError(f"{state_path} is not a litcache teacher training state: start without --resume")
+            raise CheckpointError(
+                f"{state_path} is not a litcache teacher training state: start again with --overwrite"
+            )
         was = {**state.get("teacher", {}), **{k: state.get(k) for k in identity if k != "teacher"}}
         now = {**identity["teacher"], **{k: v for k, v in identity.items() if k != "teacher"}}
         differs = [f"{k} {was.get(k)} (now {now[k]})" for k in now if was.get(k) != now[k]]
         if differs:
             raise ConfigError(
-                f"{state_path} belongs to another teacher run: its {'; '.join(differs)}. Start again without "
-                "--resume, or resume with the settings it was started with"
+                f"{state_path} belongs to another teacher run: its {'; '.join(differs)}. Start again with "
+                "--overwrite, or resume with the settings it was started with"
             )
         model.load_state_dict(state["weights"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start = state["epoch"] + 1
         log.info("resuming %s at epoch %d", state_path, start + 1)
+        say(f"resuming train-teacher: {saved_epochs(state_path, epochs)} (skipped)")
+    claim.take()  # once the data, the model and any state to continue have loaded
+    save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
+    if start:
+        keep_lines(metrics_path, lambda r: r.get("epoch", 0) < start)  # records of epochs trained again go
     else:
         metrics_path.write_text("")
     monitor = open_monitor(cfg.log, out.with_name(out.name + ".tensorboard"))
@@ -120,8 +161,7 @@ def train_teacher(
             ),
         }
         record["lr"] = float(scheduler.get_last_lr()[0])
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(metrics_path, json.dumps(record))
         if monitor is not None:
             monitor.on_epoch(epoch, record)
         log.info("teacher epoch %d: loss %.4f", epoch, record["loss"])
@@ -133,7 +173,7 @@ def train_teacher(
         atomic_torch_save({**identity, **state, "epoch": epoch}, state_path)
     if monitor is not None:
         monitor.close()
-    save_model(model, out, epochs=epochs, samples=len(images), data=images.identity)
+    save_model(model, out, epochs=epochs, samples=len(images), data=images.identity, command="train-teacher")
     state_path.unlink(missing_ok=True)
     return record
 

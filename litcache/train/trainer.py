@@ -15,8 +15,12 @@ and frozen, as in LIT (:mod:`litcache.students`); the loss of one batch is :clas
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,16 @@ from litcache.config import OptimizerSettings, PipelineConfig, save_resolved
 from litcache.device import resolve_device
 from litcache.errors import CheckpointError, CompatibilityError, ConfigError
 from litcache.models import SectionedModel, check_compatible, describe, probe_boundaries
-from litcache.models.checkpoint import atomic_torch_save, load_teacher, read_weights_file, save_model
+from litcache.models.checkpoint import (
+    atomic_torch_save,
+    finished_epochs,
+    load_teacher,
+    made_by,
+    read_weights_file,
+    save_model,
+    saved_epochs,
+)
+from litcache.outputs import Claim, append_line, claim_file, claim_folder, hint, keep_lines, keeping, say
 from litcache.train.distributed import init_distributed, is_main_process, wrap_ddp
 from litcache.train.loop import train_one_epoch
 from litcache.train.monitor import Monitor, monitored
@@ -40,9 +53,46 @@ from litcache.train.students import assemble, build_student, cache_identity, sav
 log = logging.getLogger(__name__)
 
 
+KD_SIDECARS = (".config.yaml", ".metrics.jsonl", ".tensorboard", ".train-state.pt")  # beside a kd checkpoint
+
+
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with path.open("a") as f:  # one short O_APPEND write: safe beside other --section processes
-        f.write(json.dumps(record) + "\n")
+    append_line(path, json.dumps(record))  # one short O_APPEND write: safe beside other --section processes
+
+
+def _section_outputs(section: int | None) -> tuple[str, ...]:
+    """What one train-sections process writes into its folder (all sections, or section K beside others)."""
+    if section is None:
+        return ("section-s*.pt", "train-state-all.pt", "config.yaml", "metrics.jsonl", "tensorboard/all")
+    return (
+        f"section-s{section}.pt",
+        f"train-state-s{section}.pt",
+        f"config-s{section}.yaml",
+        f"tensorboard/s{section}",
+    )
+
+
+def _claim(claim: Any, path: Path, *args: Any, resume: bool, **kwargs: Any) -> Claim:
+    """The output policy's claim (:mod:`litcache.outputs`), made by rank 0 alone under torchrun."""
+    if os.environ.get("RANK", "0") != "0":
+        return Claim(path, "", folder=False, resuming=resume)
+    return claim(path, *args, resume=resume, **kwargs)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _keeping(
+    state_path: Path, epochs: int, command: str, resume: bool, metrics: Path, tags: list[str] | None = None
+) -> Iterator[None]:
+    """Around a stage's epochs: on resume, drop the log records of the epochs it trains again and say what it
+    skips; a full disk or Ctrl-C says what is kept and how to continue (:func:`litcache.outputs.keeping`)."""
+    if resume and os.environ.get("RANK", "0") == "0":
+        start = finished_epochs(state_path)
+        if start:
+            say(f"resuming {command}: {saved_epochs(state_path, epochs)} (skipped)")
+        # the log records of epochs that are trained again (finished, but not saved in the state) go
+        keep_lines(metrics, lambda r: r.get("epoch", 0) < start or (tags is not None and r.get("sections") != tags))
+    with keeping(state_path, lambda: saved_epochs(state_path, epochs), f"continue with {hint(command)}"):
+        yield
 
 
 def _fit(
@@ -131,23 +181,23 @@ def _resumable_state(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     """The training state at ``path``, refused (with what differs) unless it continues this very run."""
     state = read_weights_file(path)
     if not isinstance(state, dict) or "student" not in state:
-        raise CheckpointError(f"{path} is not a litcache training state: start again without --resume")
+        raise CheckpointError(f"{path} is not a litcache training state: start again with --overwrite")
     if state.get("cache") != identity["cache"]:
         raise CompatibilityError(
             f"{path} was trained from another cache (teacher or data fingerprints differ): resume with the cache "
-            "it was trained from, or start again without --resume"
+            "it was trained from, or start again with --overwrite"
         )
     if state.get("model") != identity["model"]:
         raise CompatibilityError(
             f"{path} was trained for student {describe(state.get('model') or {'name': '?'})}, this run trains "
-            f"{describe(identity['model'])}: resume with the same student, or start again without --resume"
+            f"{describe(identity['model'])}: resume with the same student, or start again with --overwrite"
         )
     if state["epochs"] != identity["epochs"]:
         raise ConfigError(f"{path} was trained for {state['epochs']} epochs, this run asks {identity['epochs']}")
     if state.get("first_epoch", 0) != identity["first_epoch"]:
         raise ConfigError(
             f"{path} started at epoch {state.get('first_epoch', 0)} of its run, this run starts at "
-            f"{identity['first_epoch']}: were the sections retrained since? Start this stage again without --resume"
+            f"{identity['first_epoch']}: were the sections retrained since? Start this stage again with --overwrite"
         )
     return state
 
@@ -210,6 +260,7 @@ def train_sections(
     section: int | None = None,
     epochs: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     teacher_path: str | None = None,
     show_progress: bool = True,
 ) -> list[dict[str, Any]]:
@@ -219,11 +270,14 @@ def train_sections(
     unless ``section`` picks one. ``teacher_path`` switches to online LIT (targets computed by the teacher in
     memory, for the baseline). Writes ``section-sK.pt`` per section, ``metrics.jsonl`` and ``config.yaml``
     (and TensorBoard event files in ``tensorboard/all`` or ``tensorboard/sK``, see :mod:`litcache.monitor`).
+    ``out`` follows the output policy (:mod:`litcache.outputs`): what this run writes there is refused when it
+    exists, unless ``resume`` continues it or ``overwrite`` replaces it.
     """
     tc = cfg.train
     spec = student or tc.student
     epochs = epochs or tc.epochs
     out = Path(out)
+    claim = _claim(claim_folder, out, "train-sections", _section_outputs(section), resume=resume, overwrite=overwrite)
     cache, device = _prepare(cfg, cache_url, out)
     n_sections = cache.num_sections
     if section is not None and not 1 <= section <= n_sections:
@@ -246,6 +300,7 @@ def train_sections(
                 p.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     tag = "all" if section is None else f"s{section}"
+    claim.take()
     save_resolved(cfg, out / (f"config-{tag}.yaml" if section is not None else "config.yaml"))
     metrics = out / "metrics.jsonl"
     if not resume and metrics.exists() and section is None:
@@ -261,9 +316,11 @@ def train_sections(
             path = section_file(out, k)
             save_section(model, k, path, cache, epochs=rec["epoch"] + 1, next_epoch=rec["run_epoch"] + 1)
 
-    with monitored(
-        cfg.log, out / "tensorboard" / tag, is_main_process(), fresh=not resume
-    ) as monitor:  # one folder per process: --section K side by side
+    state_path, tags = out / f"train-state-{tag}.pt", [f"s{k}" for k in sections]
+    with (
+        _keeping(state_path, epochs, "train-sections", resume, metrics, tags),
+        monitored(cfg.log, out / "tensorboard" / tag, is_main_process(), fresh=not resume) as monitor,
+    ):  # one folder per process: --section K side by side
         return _fit(
             objective,
             stream,
@@ -291,6 +348,7 @@ def train_end_to_end(
     epochs: int | None = None,
     teacher_path: str | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     show_progress: bool = True,
 ) -> list[dict[str, Any]]:
     """The KD pass (from ``sections_dir``), or a baseline from a fresh student: KD only, or ``labels_only``.
@@ -300,11 +358,15 @@ def train_end_to_end(
     them from ``cfg.kd``. The KD pass continues the run's view counter
     where the sections' training stopped (after N section epochs it reads views N, N+1, ...); a baseline starts
     at view 0. Writes a standalone checkpoint ``out`` (architecture + weights, usable without the cache) and
-    ``out.metrics.jsonl`` beside it (and TensorBoard event files in ``out.tensorboard/``).
+    ``out.metrics.jsonl`` beside it (and TensorBoard event files in ``out.tensorboard/``). ``out`` follows the
+    output policy (:mod:`litcache.outputs`): an existing one is refused unless it is a checkpoint ``kd`` wrote and
+    ``resume`` continues its run or ``overwrite`` replaces it.
     """
     kc = cfg.kd
     epochs = epochs or kc.epochs
     out = Path(out)
+    own = lambda path: made_by(path) == "kd"  # noqa: E731
+    claim = _claim(claim_file, out, "kd", KD_SIDECARS, own, resume=resume, overwrite=overwrite, example="student.pt")
     cache, device = _prepare(cfg, cache_url, out.parent)
     first_epoch = 0
     if sections_dir is not None:
@@ -320,6 +382,7 @@ def train_end_to_end(
         cache, objective.required_arrays(), cfg.stream, pin_memory=device.type == "cuda", data=cfg.data
     )
     trainable = [p for p in model.parameters() if p.requires_grad]
+    claim.take()
     save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
     metrics = out.with_name(out.name + ".metrics.jsonl")
     if not resume and metrics.exists():
@@ -327,7 +390,8 @@ def train_end_to_end(
     # the KD pass fine-tunes trained sections (kd.lr); a baseline learns from scratch (train.baseline_lr)
     opt_cfg = kc if sections_dir is not None else cfg.train.baseline_settings()
     tensorboard = out.with_name(out.name + ".tensorboard")
-    with monitored(cfg.log, tensorboard, is_main_process(), fresh=not resume) as monitor:
+    keep = functools.partial(_keeping, out.with_name(out.name + ".train-state.pt"), epochs, "kd")
+    with keep(resume, metrics), monitored(cfg.log, tensorboard, is_main_process(), fresh=not resume) as monitor:
         records = _fit(
             objective,
             stream,
@@ -345,7 +409,8 @@ def train_end_to_end(
             frozen_mode=kc.frozen_mode,
         )
     if is_main_process():
-        save_model(model.cpu(), out, mode=mode, epochs=epochs, cache=cache_identity(cache))
+        with keep(False, metrics):
+            save_model(model.cpu(), out, mode=mode, epochs=epochs, cache=cache_identity(cache), command="kd")
     return records
 
 

@@ -67,6 +67,7 @@ def test_without_tensorboard_nothing_changes(
     train_sections(make_cfg(*SETTINGS), str(cache_path), out, epochs=1, show_progress=False)
     assert not (out / "tensorboard").exists()
     assert sorted(p.name for p in out.iterdir()) == [
+        ".litcache-output.json",  # the mark of train-sections' own folder (litcache/outputs.py)
         "config.yaml",
         "metrics.jsonl",
         "section-s1.pt",
