@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -17,6 +18,22 @@ from litcache.cli.options import (
     resolve,
     teacher_option,
 )
+
+
+def _open(cache: str) -> Any:
+    """The cache at ``cache``; a file is refused for what it is (a pickle that holds code says so)."""
+    from pathlib import Path
+
+    from litcache.cache.reader import open_cache
+    from litcache.errors import CacheError, UnsafeCheckpointError
+    from litcache.models.pickles import code_globals, holds_code_message
+
+    if "://" not in cache and Path(cache).is_file():
+        names = code_globals(cache)
+        if names:
+            raise UnsafeCheckpointError(holds_code_message(cache, names))
+        raise CacheError(f"{cache} is a file, not a cache (the folder `litcache extract -o` writes)")
+    return open_cache(cache)
 
 
 @click.command("inspect")
@@ -34,11 +51,10 @@ def inspect_cmd(cache: str, as_json: bool, stats: bool, verify: bool, quiet: boo
       litcache inspect runs/cache.zarr --json
       litcache inspect runs/cache.zarr --verify --stats     # re-read every unit; per-channel statistics
     """
-    from litcache.cache.reader import open_cache
     from litcache.cache.summary import channel_stats, format_summary, summarize
     from litcache.cache.verify import verify_cache
 
-    c = open_cache(cache)
+    c = _open(cache)
     s = summarize(c)
     if stats:
         s["channel_stats"] = channel_stats(c, show_progress=not quiet)
@@ -104,19 +120,18 @@ def verify_cmd(
       litcache verify runs/cache.zarr
       litcache verify runs/cache.zarr --teacher runs/teacher.pt --fraction 0.05 --json
     """
-    from litcache.cache.reader import open_cache
     from litcache.cache.verify import verify_cache
 
     cfg = resolve(pipeline, overrides, data)  # a pipeline that names the teacher's factory lets it be built
     show_progress = not quiet and not as_json
     if teacher is None:
-        report = verify_cache(open_cache(cache), show_progress=show_progress)
+        report = verify_cache(_open(cache), show_progress=show_progress)
     else:
         from litcache.device import resolve_device
         from litcache.extract.recompute import verify_with_teacher
 
         report = verify_with_teacher(
-            open_cache(cache),
+            _open(cache),
             teacher,
             fraction=fraction,
             seed=seed,

@@ -30,7 +30,11 @@ from litcache.config import PipelineConfig
 @click.option("--views", type=click.IntRange(min=1), default=None, help="Views per sample (extract.views).")
 @limit_option()
 @resume_option("Continue an interrupted extraction into CACHE.")
-@click.option("--overwrite", is_flag=True, help="Delete an existing cache at CACHE first.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete the cache at CACHE first (only a litcache cache, once the teacher and the data have loaded).",
+)
 @click.option(
     "--max-units",
     type=click.IntRange(min=1),

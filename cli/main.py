@@ -19,12 +19,28 @@ import click
 from litcache import __version__
 from litcache.cli.cache import inspect_cmd, verify_cmd
 from litcache.cli.extract import extract_cmd
+from litcache.cli.options import ARGV
 from litcache.cli.report import report_cmd
 from litcache.cli.run import pipelines_cmd, quickstart_cmd, run_cmd
 from litcache.cli.train import evaluate_cmd, kd_cmd, train_sections_cmd, train_teacher_cmd
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class LitcacheGroup(click.Group):
+    """The command group; it keeps the arguments it was given, so a message can say the exact command to rerun."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[ARGV] = list(args)
+        return super().parse_args(ctx, args)
+
+
+class _EchoNotices(logging.Handler):
+    """Prints what the library tells the user (``litcache.outputs.say``: what a resumed run skipped) on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(record.getMessage(), err=True)
+
+
+@click.group(cls=LitcacheGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="litcache")
 @click.option("--verbose", "-v", is_flag=True, help="Log what the library does (INFO level).")
 def main(verbose: bool) -> None:
@@ -45,6 +61,10 @@ def main(verbose: bool) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
+    notices = logging.getLogger("litcache.notice")
+    notices.handlers = [_EchoNotices()]
+    notices.setLevel(logging.INFO)
+    notices.propagate = False
 
 
 # `litcache --help` lists the commands alphabetically, whatever the order here

@@ -2,12 +2,19 @@
 
 Every option decorator here is a factory, called with parentheses: ``@quiet_option()``. Where commands word the
 same option differently, the factory takes the help text (or the part of it that differs).
+
+Every failure is one line (``handle_errors``): a library error, an OS error the library did not foresee, and
+Ctrl-C, which says what was kept and the exact command that continues. Library messages say how to continue as
+`` `litcache COMMAND ... --resume` ``; here that becomes the command line the user typed, with the flag.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
+import re
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +36,81 @@ DATA_HELP = (
 JSON_HELP = "Print a JSON object instead of text."
 
 
+ARGV = "litcache.argv"  # ctx.meta key: the arguments the command line was given (set by the main group)
+# how each command continues after Ctrl-C or a full disk: the flag its exact command gets ("": the same command)
+CONTINUES = {
+    "train-teacher": "--resume",
+    "extract": "--resume",
+    "train-sections": "--resume",
+    "kd": "--resume",
+    "run": "",  # a rerun with the same settings resumes
+    "quickstart": "",
+    "report": "--overwrite",  # a report is made again
+}
+_HINT = re.compile(r"`litcache [\w-]+ \.\.\.(?: (--[\w-]+))?`")
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C, said in one line; exit status 130, as a shell gives a command that SIGINT stopped."""
+
+    exit_code = 130
+
+
+def command_line(flag: str | None = None) -> str:
+    """The command line being run, as ``litcache ARGS``, with ``--resume`` / ``--overwrite`` replaced by ``flag``
+    (None: as given)."""
+    ctx = click.get_current_context(silent=True)
+    args = list(ctx.meta.get(ARGV, [])) if ctx is not None else []
+    if not args and ctx is not None:
+        args = [ctx.command_path.partition(" ")[2]]
+    if flag is not None:
+        args = [a for a in args if a not in ("--resume", "--overwrite")] + ([flag] if flag else [])
+    return shlex.join(["litcache", *args])
+
+
+def _command() -> str:
+    """The name of the command being run (``extract``), or "" outside one."""
+    ctx = click.get_current_context(silent=True)
+    return (ctx.info_name or "") if ctx is not None else ""
+
+
+def exact(message: str) -> str:
+    """``message`` with each `` `litcache CMD ... --FLAG` `` replaced by the exact command line that does it."""
+    continues = CONTINUES.get(_command())
+
+    def sub(m: re.Match[str]) -> str:
+        flag = m.group(1) or ""
+        if continues == "" and flag == "--resume":  # run and quickstart resume by being run again
+            flag = ""
+        return f"`{command_line(flag)}`"
+
+    return _HINT.sub(sub, message)
+
+
+def _interrupted(exc: KeyboardInterrupt) -> str:
+    kept = "; ".join(getattr(exc, "__notes__", []))
+    flag = CONTINUES.get(_command())
+    if flag is None:  # evaluate, inspect, verify: nothing written
+        return f"interrupted (Ctrl-C); nothing was written: run it again with `{command_line()}`"
+    said = f"interrupted (Ctrl-C); {kept}" if kept else "interrupted (Ctrl-C) before this run wrote anything"
+    verb = "start again with" if flag == "--overwrite" else "continue with"
+    return f"{said}; {verb} `{command_line(flag)}`"
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error the library did not turn into its own (a bug to report, but still one line)."""
+    from litcache.outputs import failure
+
+    flag = CONTINUES.get(_command())
+    then = f"continue with `{command_line(flag)}`" if flag is not None else f"run `{command_line()}` again"
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename or exc}: no such file or folder"
+    return failure(exc.filename or "", exc, then=then)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn library errors into a one-line message and exit status 1, without a traceback."""
+    """Turn library errors, OS errors and Ctrl-C into a one-line message and exit status 1 (130 for Ctrl-C),
+    without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,20 +120,36 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             message = str(exc)
             if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the error's own text
                 message = message.rstrip().splitlines()[-1].split(": ", 1)[-1]
-            raise click.ClickException(message) from exc
+            raise click.ClickException(exact(message)) from exc
+        except KeyboardInterrupt as exc:
+            # zarr's event loop still holds the store call Ctrl-C left waiting: at exit asyncio would log it
+            logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+            raise Interrupted(_interrupted(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(_os_error(exc)) from exc
 
     return wrapper
 
 
 def resolve(pipeline: str, overrides: tuple[str, ...], data: str | None = None, **extra: Any) -> PipelineConfig:
-    """Defaults < pipeline file < --set < the command's own flags (--data, --views, --student, ...)."""
+    """Defaults < pipeline file < --set < the command's own flags (--data, --views, --student, ...).
+
+    A pipeline that names a model factory that cannot be imported is refused here, by every command."""
     items = list(overrides)
     if data is not None:
         items.append(f"data.source={json.dumps(data)}")
     for key, value in extra.items():
         if value is not None:
             items.append(f"{key}={value if key in MODEL_KEYS else json.dumps(value)}")
-    return load_pipeline(pipeline, items)
+    cfg = load_pipeline(pipeline, items)
+    named = {"teacher.model": cfg.teacher.model, "train.student": cfg.train.student}
+    named |= {f"students[{i}]": spec for i, spec in enumerate(cfg.students)}
+    factories = {key: spec for key, spec in named.items() if spec.factory}  # built-ins are litcache's own
+    if factories:
+        from litcache.models.registry import check_importable
+
+        check_importable(factories)
+    return cfg
 
 
 def set_option(help_text: str = SET_HELP) -> Decorator:
@@ -112,6 +208,11 @@ def json_option(help_text: str = JSON_HELP) -> Decorator:
 def resume_option(help_text: str) -> Decorator:
     """``--resume``: each command says what it continues from."""
     return click.option("--resume", is_flag=True, help=help_text)
+
+
+def overwrite_option(help_text: str) -> Decorator:
+    """``--overwrite``: replace what this command wrote there before (never anything else)."""
+    return click.option("--overwrite", is_flag=True, help=help_text)
 
 
 def epochs_option(key: str) -> Decorator:

@@ -10,6 +10,7 @@ from litcache.cli.options import (
     data_option,
     handle_errors,
     output_option,
+    overwrite_option,
     pipeline_options,
     quiet_option,
     resolve,
@@ -37,6 +38,7 @@ from litcache.cli.options import (
     help="Input shape for counting MACs. Default: the cache's input shape (3,32,32 without a cache).",
 )
 @pipeline_options()
+@overwrite_option("Replace the report in DIR (what report wrote there; nothing else).")
 @quiet_option()
 @handle_errors
 def report_cmd(
@@ -48,6 +50,7 @@ def report_cmd(
     input_shape: str | None,
     pipeline: str,
     overrides: tuple[str, ...],
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Plots and a markdown summary of runs (folders of `run`, `quickstart` or the separate commands, metrics
@@ -86,6 +89,7 @@ def report_cmd(
         trusted=cfg.factories(),
         sample_units=sample_units,
         input_shape=shape,
+        overwrite=overwrite,
         show_progress=not quiet,
     )
     click.echo(

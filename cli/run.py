@@ -9,6 +9,7 @@ from litcache.cli.options import (
     handle_errors,
     limit_option,
     output_option,
+    overwrite_option,
     pipeline_options,
     quiet_option,
     resolve,
@@ -18,6 +19,8 @@ from litcache.cli.options import (
 )
 from litcache.config import builtin_pipelines, load_pipeline
 from litcache.errors import LitcacheError
+
+OVERWRITE_RUN = "Replace the run in DIR (what run/quickstart wrote there; nothing else) instead of resuming it."
 
 
 @click.command("pipelines")
@@ -49,6 +52,7 @@ def pipelines_cmd(name: str | None) -> None:
 @limit_option()
 @test_limit_option("Evaluate on the first N test samples only.")
 @click.option("--baselines", is_flag=True, help="Also train each student from scratch with the same budget.")
+@overwrite_option(OVERWRITE_RUN)
 @quiet_option()
 @handle_errors
 def run_cmd(
@@ -60,6 +64,7 @@ def run_cmd(
     limit: int | None,
     test_limit: int | None,
     baselines: bool,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Run a whole pipeline: teacher, one cache, every student it names (sections + KD), evaluation.
@@ -67,12 +72,20 @@ def run_cmd(
     \b
     Example (three students from one ResNet-110 teacher cache):
       litcache run -p cifar10-resnet110-students -d ../shared/data/cifar10 -o runs/students
+    The same command run again resumes the run (finished stages are skipped); other settings are refused.
     """
     from litcache.recipe import format_results, run_pipeline
 
     cfg = resolve(pipeline, overrides, data)
     results = run_pipeline(
-        cfg, output, teacher=teacher, limit=limit, test_limit=test_limit, baselines=baselines, show_progress=not quiet
+        cfg,
+        output,
+        teacher=teacher,
+        limit=limit,
+        test_limit=test_limit,
+        baselines=baselines,
+        overwrite=overwrite,
+        show_progress=not quiet,
     )
     click.echo(format_results(results))
 
@@ -88,18 +101,30 @@ def run_cmd(
     help="Training samples used (the first N of the train split).",
 )
 @set_option("Override a config value.")
+@overwrite_option(OVERWRITE_RUN)
 @quiet_option()
 @handle_errors
-def quickstart_cmd(data: str | None, output: str, samples: int, overrides: tuple[str, ...], quiet: bool) -> None:
+def quickstart_cmd(
+    data: str | None, output: str, samples: int, overrides: tuple[str, ...], overwrite: bool, quiet: bool
+) -> None:
     """The whole method in minutes on a CPU: teacher, cache, LIT student, scratch baseline, table.
 
     \b
     By default CIFAR-10 is downloaded through torchvision (about 170 MB, once). Offline, with local shards:
       litcache quickstart --data ../shared/data/cifar10
+    Run again, it resumes (finished stages are skipped); with other settings it is refused, naming what differs.
     """
     from litcache.recipe import format_results, run_pipeline
 
     cfg = resolve("quickstart", overrides, data)
-    results = run_pipeline(cfg, output, limit=samples, baselines=True, show_progress=not quiet)
+    results = run_pipeline(
+        cfg,
+        output,
+        limit=samples,
+        baselines=True,
+        overwrite=overwrite,
+        command="quickstart",
+        show_progress=not quiet,
+    )
     click.echo(format_results(results))
     click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md); plots: litcache report {output}")

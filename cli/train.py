@@ -20,6 +20,7 @@ from litcache.cli.options import (
     limit_option,
     model_option,
     output_option,
+    overwrite_option,
     pipeline_options,
     quiet_option,
     resolve,
@@ -41,6 +42,7 @@ REGEN_DATA = (
 @model_option("--model", "teacher.model", "The teacher to train")
 @limit_option()
 @resume_option("Continue an interrupted run from CKPT.train-state.pt.")
+@overwrite_option("Replace CKPT (a checkpoint train-teacher wrote) and what its run left beside it.")
 @quiet_option()
 @handle_errors
 def train_teacher_cmd(
@@ -52,19 +54,22 @@ def train_teacher_cmd(
     model: str | None,
     limit: int | None,
     resume: bool,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """Train a teacher with the standard CIFAR recipe (for users without a checkpoint).
 
     \b
     Example:  litcache train-teacher -p tiny -d ../shared/data/cifar10 -o runs/teacher.pt --epochs 2
-    After a crash, the same command with --resume continues from the last finished epoch.
+    After a crash, the same command with --resume continues from the last finished epoch. An existing CKPT is
+    never replaced without --overwrite, and only when train-teacher wrote it.
     """
     from litcache.train.supervised import train_teacher
 
     cfg = resolve(pipeline, overrides, data, **{"teacher.epochs": epochs, "teacher.model": model})
-    record = train_teacher(cfg, output, limit=limit, resume=resume, show_progress=not quiet)
-    click.echo(f"teacher {cfg.teacher.model.describe()} -> {output} (last epoch loss {record['loss']:.4f})")
+    record = train_teacher(cfg, output, limit=limit, resume=resume, overwrite=overwrite, show_progress=not quiet)
+    loss = f" (last epoch loss {record['loss']:.4f})" if "loss" in record else " (already trained)"
+    click.echo(f"teacher {cfg.teacher.model.describe()} -> {output}{loss}")
 
 
 @click.command("train-sections")
@@ -82,6 +87,7 @@ def train_teacher_cmd(
 )
 @epochs_option("train.epochs")
 @resume_option("Continue from the last epoch checkpoint in DIR.")
+@overwrite_option("Replace what train-sections wrote in DIR before (nothing else there).")
 @teacher_option("Online LIT baseline: compute targets with this teacher in memory instead of the cache.")
 @quiet_option()
 @handle_errors
@@ -95,6 +101,7 @@ def train_sections_cmd(
     section: int | None,
     epochs: int | None,
     resume: bool,
+    overwrite: bool,
     teacher: str | None,
     quiet: bool,
 ) -> None:
@@ -116,6 +123,7 @@ def train_sections_cmd(
         section=section,
         epochs=epochs,
         resume=resume,
+        overwrite=overwrite,
         teacher_path=teacher,
         show_progress=not quiet,
     )
@@ -148,6 +156,7 @@ def train_sections_cmd(
 @model_option("--student", "train.student", "The student of a baseline")
 @teacher_option("Online baseline: teacher logits computed in memory instead of read from the cache.")
 @resume_option("Continue from the last epoch checkpoint.")
+@overwrite_option("Replace STUDENT (a checkpoint kd wrote) and what its run left beside it.")
 @quiet_option()
 @handle_errors
 def kd_cmd(
@@ -163,6 +172,7 @@ def kd_cmd(
     student: str | None,
     teacher: str | None,
     resume: bool,
+    overwrite: bool,
     quiet: bool,
 ) -> None:
     """A short KD pass of the assembled student on the cached inputs and logits (teacher not loaded).
@@ -187,9 +197,10 @@ def kd_cmd(
         epochs=epochs,
         teacher_path=teacher,
         resume=resume,
+        overwrite=overwrite,
         show_progress=not quiet,
     )
-    loss = f" (last epoch loss {records[-1]['loss']:.4f})" if records else ""
+    loss = f" (last epoch loss {records[-1]['loss']:.4f})" if records else " (all epochs already trained)"
     click.echo(f"student -> {output}{loss}")
 
 
