@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -24,6 +25,16 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 
 class DecodeFailure(Exception):
     """An image that cannot be decoded; the caller names the shard and the sample."""
+
+
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _failure(exc: Exception) -> DecodeFailure:
+    """Pillow's error, worded for a user: no ``<_io.BytesIO object at 0x...>`` (the buffer it was given)."""
+    if type(exc).__name__ == "UnidentifiedImageError":
+        return DecodeFailure("not an image in a format Pillow reads (JPEG, PNG, WEBP, ...)")
+    return DecodeFailure(f"{type(exc).__name__}: {_OBJECT_REPR.sub('the image', str(exc))}")
 
 
 @functools.cache
@@ -65,7 +76,7 @@ def _decode_pillow(data: bytearray | memoryview, channels: int) -> np.ndarray:
                 image = Image.fromarray((np.asarray(im, dtype=np.uint16) >> 8).astype(np.uint8))
             pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, ValueError, ...)
-        raise DecodeFailure(f"{type(exc).__name__}: {exc}") from exc
+        raise _failure(exc) from exc
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
@@ -87,5 +98,5 @@ def image_size(data: bytes | memoryview) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
     except Exception as exc:
-        raise DecodeFailure(f"{type(exc).__name__}: {exc}") from exc
+        raise _failure(exc) from exc
     return height, width

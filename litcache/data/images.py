@@ -155,7 +155,12 @@ def _read_indexed(index: SampleIndex, samples: np.ndarray, channels: int) -> Ite
         stop = max(int(index.offset[i] + index.size[i]) for i in ids)
         try:
             buf = memoryview(index.files.read(int(index.file_id[ids[0]]), start, stop))
-        except (EOFError, OSError) as exc:
+        except EOFError as exc:  # shorter than the sizes the index recorded when it was built: cut since
+            raise DataError(
+                f"{index.where(ids[0])}: the shard is truncated: it ends before byte {stop}, where the index "
+                "recorded this sample's image; copy it again or remove it from the source"
+            ) from exc
+        except OSError as exc:
             raise DataError(f"{index.where(ids[0])}: cannot read it ({exc}); is the data set complete?") from exc
         for pos, i in zip(span, ids, strict=True):
             o = int(index.offset[i]) - start

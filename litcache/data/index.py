@@ -148,9 +148,14 @@ def _scan_shard(files: Files, i: int, builder: _Builder, limit: int | None) -> b
             raise DataError(f"{where} has no label (.cls); every sample needs one")
         builder.add(where, current["key"], i, current["offset"], current["image"], current["label"])
 
+    reach = tarfile.BLOCKSIZE  # how long the archive must be: a header, or as the last one read says: its data,
+    # padded, and a block after it
     try:
         with files.open(i) as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for member in tar:
+                reach = (
+                    member.offset_data + -(-member.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE + tarfile.BLOCKSIZE
+                )
                 m = _KEY_EXT.match(member.name)
                 if not member.isfile() or m is None:
                     continue
@@ -167,16 +172,22 @@ def _scan_shard(files: Files, i: int, builder: _Builder, limit: int | None) -> b
                 elif ext == "cls":
                     current["label"] = _label(f"shard {shard}, sample {key!r}", _read_member(tar, member))
             end = tar.offset
+        # a shard cut on a 512-byte block boundary reads as a shorter archive: its size, as listed, must hold the
+        # end-of-archive marker (two zero blocks) after its last member; checked before the last sample, which a
+        # cut may have left without its label
+        if files.sizes[i] < end + 1024:
+            raise EOFError(f"it ends at byte {files.sizes[i]}, before an end-of-archive marker after byte {end}")
+        if any(files.read(i, end, end + 1024)):
+            raise tarfile.ReadError(f"no end-of-archive marker at byte {end}")
         if current:
             flush()
             last_key = current["key"]
-        if files.sizes[i] < end + 1024 or any(files.read(i, end, end + 1024)):
-            raise tarfile.ReadError(f"no end-of-archive marker at byte {end}")
     except (tarfile.TarError, EOFError, OSError) as exc:
-        after = f"after sample {last_key!r}" if last_key else "at its start"
-        raise DataError(
-            f"shard {shard} is truncated or corrupt {after} ({exc}); copy it again or remove it from the source"
-        ) from exc
+        whole = current.get("key") if {"image", "label"} <= current.keys() else last_key  # the last whole sample
+        after = f"after sample {whole!r}" if whole else "at its start"
+        # by cause: the file (at its listed size) ends before the data its last header promises
+        what = "truncated" if isinstance(exc, EOFError) or files.sizes[i] < reach else "corrupt"
+        raise DataError(f"shard {shard} is {what} {after} ({exc}); copy it again or remove it from the source") from exc
     return limit is None or len(builder) < limit
 
 

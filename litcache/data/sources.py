@@ -212,6 +212,15 @@ def find_files(cfg: DataConfig, split: str) -> Files:
     for pattern in _expand_braces(path):
         hits = lister.glob(pattern)
         found.update({p: hits[p] for p in sorted(hits, key=_natural_key)})
+    if not found and not any(c in path for c in "*?[{"):
+        raise DataError(
+            f"data folder {source} is missing (no such folder or file); give --data an existing folder of shards, "
+            f"a shard pattern such as 'shards/{split}-*.tar', or {', '.join(TORCHVISION_SETS)}"
+        )
+    if not found and not lister.isdir(posixpath.dirname(_expand_braces(path)[0]) or "."):
+        raise DataError(f"data folder {posixpath.dirname(path)} (of the pattern {source}) is missing")
+    if not found:
+        raise DataError(f"no files match the data pattern {source!r}; expected WebDataset .tar shards")
     if not found:
         raise DataError(
             f"data source {cfg.source!r} is neither a torchvision data set ({', '.join(TORCHVISION_SETS)}) "
