@@ -44,9 +44,7 @@ def array_specs(input_shape: tuple[int, ...], shapes: Probe, b0: bool, store: St
         ArraySpec("rows/sample", (), "int32"),
         ArraySpec("rows/view", (), "int32"),
         ArraySpec("rows/label", (), "int32"),
-        ArraySpec(INPUT, input_shape, "uint8")
-        if store.input_kind(input_shape) == "pixels"
-        else ArraySpec(INPUT_CRC, (), "uint32"),
+        ArraySpec(INPUT, input_shape, "uint8") if store.input == "pixels" else ArraySpec(INPUT_CRC, (), "uint32"),
     ]
     for k, shape in enumerate(shapes.boundary_shapes):
         if k == 0 and not b0:
@@ -118,15 +116,10 @@ def build_manifest(
         "layout": "view-major: row r = (sample r % samples, view r // samples)",
         "rows": len(images) * cfg.extract.views,
         "transform": transform_spec(cfg.data),
-        # store.input as resolved for these views ("auto" is a rule, the cache holds one kind)
-        "store": {**cfg.to_dict()["store"], "input": cfg.store.input_kind(images.input_shape)},
+        "store": cfg.to_dict()["store"],
         **({"quantization": quantization} if quantization else {}),
         # without pixels (store.input = crc32, or auto for large views) stage two regenerates each view from the data
-        "input": (
-            "stored"
-            if cfg.store.input_kind(images.input_shape) == "pixels"
-            else "regenerated from the data, checked by rows/input_crc"
-        ),
+        "input": "stored" if cfg.store.input == "pixels" else "regenerated from the data, checked by rows/input_crc",
         # how the numbers were computed: another device, memory format or batch size rounds differently, so a
         # resumed cache must keep them to equal an uninterrupted one bit for bit
         "compute": {
