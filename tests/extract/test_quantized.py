@@ -200,3 +200,21 @@ def test_the_gpu_quantiser_gives_the_reference_codes(bits: int) -> None:
     assert packed.device.type == "cuda"
     np.testing.assert_array_equal(packed.cpu().numpy(), q.pack_planes(codes, bits))
     np.testing.assert_array_equal(got_params.cpu().numpy(), params)
+
+
+def test_a_sharded_quantised_cache_reads_as_the_unsharded_one(
+    quantized, make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_path: Path
+) -> None:
+    cfg, plain = quantized
+    sharded = tmp_path / "sharded.zarr"
+    extract(make_cfg("store.bits=4", "store.shard_chunks=2"), str(teacher_path), str(sharded), show_progress=False)
+    a, b = open_cache(str(sharded)), open_cache(str(plain))
+    assert a.rows_per_unit == 2 * a.rows_per_chunk and a.array("boundary/1").shards is not None
+    assert verify_cache(a, show_progress=False).ok
+    names = ["boundary/1", "boundary/2", "boundary/3"]
+    for name, x in a.read(names, 0, a.rows).items():  # per-unit scales: a unit is a shard here, a chunk there
+        ref = b.read([name], 0, b.rows)[name]
+        bound = (
+            b.boundary_stats()[int(name[-1]) - 1]["error_bound"] + a.boundary_stats()[int(name[-1]) - 1]["error_bound"]
+        )
+        assert np.abs(x.astype(np.float32) - ref.astype(np.float32)).max() <= bound
