@@ -209,6 +209,13 @@ def kd_cmd(
 @data_option()
 @pipeline_options()
 @limit_option()
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="val: the training samples data.holdout keeps out of extraction and training (set it as they were).",
+)
 @json_option('Print {"accuracy": ..., "samples": ...}.')
 @quiet_option()
 @handle_errors
@@ -218,6 +225,7 @@ def evaluate_cmd(
     pipeline: str,
     overrides: tuple[str, ...],
     limit: int | None,
+    split: str,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -229,21 +237,22 @@ def evaluate_cmd(
     Examples:
       litcache evaluate -m runs/student.pt -d ../shared/data/cifar10 --json
       litcache evaluate -m resnet50.pth -d shards/ --set 'teacher.model={factory: torchvision.models:resnet50}'
+      litcache evaluate -m student.pt -d ../shared/data/cifar10 --split val --set data.holdout=5000
     """
     from litcache.train.supervised import evaluate_checkpoint
 
     cfg = resolve(pipeline, overrides, data)
-    result = evaluate_checkpoint(model_path, cfg, limit, show_progress=not quiet and not as_json)
+    result = evaluate_checkpoint(model_path, cfg, limit, show_progress=not quiet and not as_json, split=split)
+    where = "test samples" if split == "test" else "held-out training samples (data.holdout)"
     if as_json:
         click.echo(json.dumps(result))
     elif "psnr" in result:
         click.echo(
             f"{model_path} ({result['model']}): PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.4f} "
-            f"on {result['samples']} test samples"
+            f"on {result['samples']} {where}"
         )
     else:
         extra = f", top-5 {result['top5']:.4f}" if "top5" in result else ""
         click.echo(
-            f"{model_path} ({result['model']}): top-1 {result['accuracy']:.4f}{extra} "
-            f"on {result['samples']} test samples"
+            f"{model_path} ({result['model']}): top-1 {result['accuracy']:.4f}{extra} on {result['samples']} {where}"
         )

@@ -74,6 +74,10 @@ class DataConfig:
     in_memory: bool = False  # decode the whole split into memory first (small sets); torchvision sets always are
     workers: int = 2  # threads that read and decode samples ahead of the model; 0 = in the calling thread
     index_dir: str = "~/.cache/litcache/index"  # sample indexes of shards and image folders ("" = not kept)
+    # training samples held out of extraction and training, for choosing settings (split "val"): a draw of
+    # holdout_seed over the whole training split, the same for every stage and --limit; 0 = none
+    holdout: int = 0
+    holdout_seed: int = 0
 
     def __post_init__(self) -> None:
         check(self.channels in (1, 3), f"data.channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
@@ -100,6 +104,7 @@ class DataConfig:
         )
         check(all(s > 0 for s in self.std), f"data.std must be positive, got {self.std}")
         check(self.workers >= 0, f"data.workers must be >= 0, got {self.workers}")
+        check(self.holdout >= 0, f"data.holdout must be >= 0 (0 = no validation split), got {self.holdout}")
 
 
 @dataclass(frozen=True)
@@ -429,11 +434,6 @@ def read_pipeline_file(name_or_path: str) -> tuple[dict[str, Any], str]:
     return data, origin
 
 
-def parse_override(item: str) -> dict[str, Any]:
-    """Turn ``"train.epochs=3"`` into ``{"train": {"epochs": 3}}`` (value parsed as YAML)."""
-    key, sep, raw = item.partition("=")
-    check(bool(sep) and bool(key.strip()), f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
-    try:
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """A YAML error in one line, with its line and column (PyYAML's own text spans lines and names the
     ``<unicode string>`` it read)."""
@@ -442,6 +442,11 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
 
 
+def parse_override(item: str) -> dict[str, Any]:
+    """Turn ``"train.epochs=3"`` into ``{"train": {"epochs": 3}}`` (value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    check(bool(sep) and bool(key.strip()), f"--set expects key=value (e.g. train.epochs=3), got {item!r}")
+    try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {item!r}: value is not valid YAML: {yaml_problem(exc)}") from exc

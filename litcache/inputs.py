@@ -8,6 +8,8 @@ Both stages use this module: the stream (training) and ``verify --teacher`` (whi
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from litcache.cache.codecs import row_crc32
@@ -34,6 +36,9 @@ class RegeneratedInputs:
         self.seed = int(m["seed"])
         self.identity, self.fingerprint = m["data"]["identity"], m["data"]["fingerprint"]
         self.config = view_config(data, m["transform"], int(m["data"]["channels"]))
+        # the samples the cache was extracted from: the same draw of held-out samples (none when it records none)
+        held = m["data"].get("holdout") or {"samples": 0, "seed": 0}
+        self.config = dataclasses.replace(self.config, holdout=int(held["samples"]), holdout_seed=int(held["seed"]))
         self._images: ImageSet | None = None
 
     def open(self) -> ImageSet:

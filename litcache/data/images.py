@@ -23,6 +23,7 @@ from zlib_ng import zlib_ng
 
 from litcache.config import DataConfig
 from litcache.data.decode import DecodeFailure, decode_image
+from litcache.data.holdout import PARTS, SPLITS, files_split, holdout_entry, part_identity, part_rows, take_index
 from litcache.data.index import SampleIndex, open_index
 from litcache.data.prefetch import prefetch
 from litcache.data.sources import TORCHVISION_SETS, Files, find_files, torchvision_name
@@ -47,6 +48,7 @@ class ImageSet:
     images: np.ndarray | None = None  # (N, H, W, C) uint8 when held in memory
     index: SampleIndex | None = None  # where each sample's bytes are, when read from files
     data_fingerprint: str = ""  # "" = computed over the pixels (torchvision sets)
+    holdout: dict[str, Any] | None = None  # a part of a training split with data.holdout: which draw made it
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -92,6 +94,7 @@ class ImageSet:
             "fingerprint_of": "labels and encoded images" if self.data_fingerprint else "labels and pixels",
             "channels": self.config.channels,
             "input_shape": list(self.input_shape),
+            **({"holdout": self.holdout} if self.holdout else {}),  # absent without one: older caches still resume
         }
 
     def each(self, samples: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -225,13 +228,32 @@ def _decode_all(streamed: ImageSet) -> np.ndarray:
     return out
 
 
+def _hold_out(whole: ImageSet, part: str, limit: int | None) -> ImageSet:
+    """``part`` (train or val) of a whole training split under ``data.holdout``, its first ``limit`` samples."""
+    cfg = whole.config
+    rows = part_rows(cfg, part, len(whole))[:limit]
+    index = take_index(whole.index, rows) if whole.index is not None else None
+    return dataclasses.replace(
+        whole,
+        labels=whole.labels[rows],
+        images=np.ascontiguousarray(whole.images[rows]) if whole.images is not None else None,
+        index=index,
+        data_fingerprint=index.fingerprint() if index is not None else "",  # "": the part's own pixels
+        identity=part_identity(whole.identity, cfg, part),
+        split=part,
+        holdout=holdout_entry(cfg, part, len(whole)),
+    )
+
+
 def _open(cfg: DataConfig, split: str, limit: int | None, files: Files | None) -> ImageSet:
     name = torchvision_name(cfg)
+    part = split if cfg.holdout and split in PARTS else None
+    split, whole_limit = files_split(split), (None if part else limit)  # the draw is made over the whole split
     if name is not None:
-        images = _load_torchvision(cfg, name, split, limit)
+        images = _load_torchvision(cfg, name, split, whole_limit)
     else:
         assert files is not None
-        index = open_index(files, cfg.index_dir, limit)
+        index = open_index(files, cfg.index_dir, whole_limit)
         images = ImageSet(
             labels=index.label,
             num_classes=len(files.classes) or int(index.label.max()) + 1,
@@ -245,13 +267,15 @@ def _open(cfg: DataConfig, split: str, limit: int | None, files: Files | None) -
         if cfg.transform == "pad-crop-flip" and images.image_hw is None:
             first = int(np.flatnonzero((index.height != index.height[0]) | (index.width != index.width[0]))[0])
             raise DataError(_size_message(images, first, 0, "data.transform=pad-crop-flip"))
+    if part:  # before decoding into memory: only the part's samples are decoded
+        images = _hold_out(images, part, limit)
     if cfg.num_classes:
         _check_labels(images, cfg.num_classes, f"data.num_classes is {cfg.num_classes}")
         images = dataclasses.replace(images, num_classes=cfg.num_classes)
     if cfg.in_memory and images.images is None:
         images = dataclasses.replace(images, images=_decode_all(images), index=None)
     mode = "in memory" if images.images is not None else "streamed"
-    log.info("opened %d %s samples of %s (%s)", len(images), split, images.identity, mode)
+    log.info("opened %d %s samples of %s (%s)", len(images), images.split, images.identity, mode)
     return images
 
 
@@ -262,15 +286,21 @@ KEEP_OPENED = 4  # splits kept per process, so that a run that trains, extracts 
 def load_images(cfg: DataConfig, split: str = "train", limit: int | None = None) -> ImageSet:
     """Open ``split`` of the source ``cfg.source`` names; ``limit`` keeps only the first N samples.
 
-    Opened splits are kept per process (a few, keyed by the files' names, sizes and times). Treat the returned
-    arrays as read-only.
+    With ``data.holdout``, split ``"train"`` is the training split without the held-out samples and ``"val"``
+    is those samples (:mod:`litcache.data.holdout`). Opened splits are kept per process (a few, keyed by the
+    files' names, sizes and times). Treat the returned arrays as read-only.
     """
-    if split not in ("train", "test"):
-        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "val" and not cfg.holdout:
+        raise DataError(
+            "split 'val' is the training samples data.holdout keeps out of extraction and training, and data.holdout "
+            "is 0: set it (e.g. --set data.holdout=5000) to the value the models were trained with"
+        )
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be >= 1, got {limit}")
     name = torchvision_name(cfg)
-    files = None if name else find_files(cfg, split)
+    files = None if name else find_files(cfg, files_split(split))
     key = (cfg, split, limit, files.stamp() if files else (name, str(Path(cfg.root).expanduser())))
     if key not in _OPENED:
         _OPENED[key] = _open(cfg, split, limit, files)

@@ -179,20 +179,24 @@ def _train(
 
 
 def evaluate_checkpoint(
-    model_path: str | Path, cfg: PipelineConfig, limit: int | None = None, show_progress: bool = False
+    model_path: str | Path,
+    cfg: PipelineConfig,
+    limit: int | None = None,
+    show_progress: bool = False,
+    split: str = "test",
 ) -> dict[str, Any]:
     """Test-split accuracy (or PSNR/SSIM, for an image model) of a teacher or student checkpoint, with its number
-    of parameters.
+    of parameters. ``split="val"``: on the training samples ``data.holdout`` keeps out of every cache, instead.
 
     A litcache checkpoint rebuilds its own model (a factory outside litcache, torchvision and timm only when the
     pipeline names it too); a plain state dict is one of ``cfg.teacher.model``.
     """
     d = cfg.data
     model = load_teacher(
-        model_path, cfg.teacher.model, lambda: load_images(d, "test", limit).num_classes, d.mean, d.std, cfg.factories()
+        model_path, cfg.teacher.model, lambda: load_images(d, split, limit).num_classes, d.mean, d.std, cfg.factories()
     )
-    images = load_images(d, "test", limit)  # read once: the loader keeps decoded splits
+    images = load_images(d, split, limit)  # read once: the loader keeps decoded splits
     dev = resolve_device(cfg.train.device)
     result = evaluate(model.to(dev), images, dev, show_progress=show_progress)
     params = sum(p.numel() for p in model.parameters())
-    return {**result, "model": describe(model.spec), "params": params, "data": images.identity}
+    return {**result, "model": describe(model.spec), "params": params, "data": images.identity, "split": split}
