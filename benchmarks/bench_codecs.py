@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from common import log, median, rmtree, timed_extract
+from common import cpu_seconds, log, median, rmtree, timed_extract
 from harness import Bench
 from zarr.codecs import BloscCodec
 
@@ -141,6 +141,36 @@ def measure_codec(
     }
 
 
+def own_vs_zarr_read(cache_path: Path, reps: int) -> dict[str, Any]:
+    """Every chunk of the boundaries read by litcache's own chunk codec (``Cache.read``: the store's bytes fetched
+    concurrently, decoded by numcodecs) and by zarr's public slicing (``arr[s:e]``, its codec pipeline),
+    alternating: the case for the private door (``litcache/cache/_zarr.py``)."""
+    cache = open_cache(str(cache_path))
+    names = [n for n in cache.data_arrays() if n.startswith("boundary/")]
+    ranges = cache.chunk_ranges()
+    own, public, own_cpu, public_cpu = [], [], [], []
+    for _ in range(reps):
+        t, c = time.perf_counter(), cpu_seconds()
+        for s, e in ranges:
+            cache.read(names, s, e)
+        own.append(time.perf_counter() - t)
+        own_cpu.append(cpu_seconds() - c)
+        t, c = time.perf_counter(), cpu_seconds()
+        for s, e in ranges:
+            for n in names:
+                cache.array(n)[s:e]
+        public.append(time.perf_counter() - t)
+        public_cpu.append(cpu_seconds() - c)
+    return {
+        "own_seconds": own,
+        "zarr_public_seconds": public,
+        "own_cpu_seconds": own_cpu,
+        "zarr_public_cpu_seconds": public_cpu,
+        "speedup": median(public) / median(own),
+        "cpu_ratio": median(public_cpu) / median(own_cpu),  # the stream's workers are bound by CPU
+    }
+
+
 def bench_codecs(bench: Bench) -> None:
     """codec_table: real boundaries, extracted losslessly, rewritten under each codec; bytes/element and MB/s."""
     rows = 1024 if bench.mode == "quick" else 4096  # whole chunks: a multiple of 128
@@ -151,6 +181,11 @@ def bench_codecs(bench: Bench) -> None:
     source = bench.work / "codec-source.zarr"
     timed_extract(lossless, bench.real_teacher[0], source, rows)
     src = open_cache(str(source))
+    own_read = own_vs_zarr_read(source, bench.size["codec_reps"])
+    log(
+        f"whole-chunk reads: zarr's public slicing takes {own_read['speedup']:.2f}x the wall time and "
+        f"{own_read['cpu_ratio']:.2f}x the CPU of litcache's own codec"
+    )
     chunk = src.rows_per_chunk
     data = {n: src.array(n)[:] for n in src.data_arrays() if n.startswith("boundary/")}
     table = []
@@ -171,6 +206,7 @@ def bench_codecs(bench: Bench) -> None:
         "elements": sum(x.size for x in data.values()),
         "rows": rows,
         "rows_per_chunk": chunk,
+        "own_codec_vs_zarr_read": own_read,
         "note": "real ResNet-20 boundaries 1..S of one lossless extraction (float16), written with zarr to "
         "local disk, same chunks as the cache; MB/s of decoded bytes through zarr's codec pipeline (the stream "
         "decodes whole chunks itself, faster); errors are max over boundaries (lossy rows only); the int rows "
