@@ -147,8 +147,7 @@ def _caches(report: dict[str, Any]) -> list[str]:
             f"{c['samples']:,} x {c['views']}",
             f"{c['stored_bytes'] / 1e6:.2f}",
             f"{c['boundary_bytes_per_element']:.3f}",
-            f"{c['store']['dtype']}, {c['store']['codec']} {c['store']['level']}, "
-            f"{c['store']['bitround_keepbits']} mantissa bits",
+            _store_words(c["store"]),
             "yes" if c["complete"] else "NO",
             _num(c["extract_seconds"], ".1f"),
         ]
@@ -189,3 +188,12 @@ def render(report: dict[str, Any]) -> str:
         for key, name in report["plots"].items():
             lines += [f"### {PLOT_TITLES.get(key, key)}", "", f"![{PLOT_TITLES.get(key, key)}]({name})", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _store_words(store: dict[str, Any]) -> str:
+    """How a cache stores its boundaries: ``int4 codes -> float16, blosc-zstd 1`` or ``float16, ..., 7 mantissa
+    bits``."""
+    codec = f"{store['codec']} {store['level']}"
+    if store.get("bits"):  # format 3: quantised codes, decoded to store.dtype
+        return f"int{store['bits']} codes -> {store['dtype']}, {codec}"
+    return f"{store['dtype']}, {codec}, {store['bitround_keepbits']} mantissa bits"
