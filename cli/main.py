@@ -12,14 +12,17 @@ Each command lives in the module of its stage; shared options are in ``options.p
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
 from litcache import __version__
 from litcache.cli.cache import inspect_cmd, verify_cmd
 from litcache.cli.extract import extract_cmd
-from litcache.cli.options import ARGV
+from litcache.cli.options import ARGV, Interrupted, command_line
 from litcache.cli.report import report_cmd
 from litcache.cli.run import pipelines_cmd, quickstart_cmd, run_cmd
 from litcache.cli.train import evaluate_cmd, kd_cmd, train_sections_cmd, train_teacher_cmd
@@ -31,6 +34,20 @@ class LitcacheGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[ARGV] = list(args)
         return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            if Path(sys.argv[0]).name in ("litcache", "__main__.py"):  # a litcache process (not a test runner):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # its command is done; Ctrl-C while Python exits is moot
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:  # before a command's own handler runs (click would print a bare "Aborted!")
+            message = f"interrupted (Ctrl-C) before it started; nothing was written: run `{command_line()}`"
+            raise Interrupted(message) from None
 
 
 class _EchoNotices(logging.Handler):

@@ -20,7 +20,7 @@ from litcache import __version__
 from litcache.cache.reader import Cache, open_cache
 from litcache.cache.summary import summarize
 from litcache.errors import CacheError, ReportError
-from litcache.outputs import claim_folder, write_text
+from litcache.outputs import claim_folder, hint, write_text, writing
 from litcache.report import plots
 from litcache.report.cache_stats import boundary_statistics
 from litcache.report.markdown import render
@@ -152,23 +152,24 @@ def build_report(
         "plots": {},
         "left_out": left_out,
     }
-    for label, cache in (pair for found in caches.values() for pair in found):
-        summary = _cache_summary(label, cache, runs)
-        summary["boundaries"] = boundary_statistics(cache, sample_units, show_progress=show_progress)
-        name = f"cache-{_slug(label)}.png"
-        plots.plot_boundaries(summary["boundaries"], out / name)
-        summary["plot"] = name
-        report["caches"].append(summary)
-    for name, draw in (
-        ("ir_loss.png", lambda p: plots.plot_ir_loss(runs, p)),
-        ("loss.png", lambda p: plots.plot_end_to_end_loss(runs, p)),
-        ("lr.png", lambda p: plots.plot_lr(runs, p)),
-        ("scores.png", lambda p: plots.plot_scores(rows, p, len(runs) > 1)),
-    ):
-        if draw(out / name):
-            report["plots"][name.removesuffix(".png")] = name
-    write_text(out / "report.json", json.dumps(report, indent=2))
-    write_text(out / "report.md", render(report))
+    with writing(out, then=f"start again with {hint('report', '--overwrite')}"):  # a full disk: one line
+        for label, cache in (pair for found in caches.values() for pair in found):
+            summary = _cache_summary(label, cache, runs)
+            summary["boundaries"] = boundary_statistics(cache, sample_units, show_progress=show_progress)
+            name = f"cache-{_slug(label)}.png"
+            plots.plot_boundaries(summary["boundaries"], out / name)
+            summary["plot"] = name
+            report["caches"].append(summary)
+        for name, draw in (
+            ("ir_loss.png", lambda p: plots.plot_ir_loss(runs, p)),
+            ("loss.png", lambda p: plots.plot_end_to_end_loss(runs, p)),
+            ("lr.png", lambda p: plots.plot_lr(runs, p)),
+            ("scores.png", lambda p: plots.plot_scores(rows, p, len(runs) > 1)),
+        ):
+            if draw(out / name):
+                report["plots"][name.removesuffix(".png")] = name
+        write_text(out / "report.json", json.dumps(report, indent=2))
+        write_text(out / "report.md", render(report))
     log.info("report of %d runs -> %s", len(runs), out)
     return report
 

@@ -5,17 +5,26 @@ Every curve plot puts all runs on one set of axes: a colour per training log, a 
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from litcache.errors import MissingExtraError
+from litcache.outputs import write_bytes
 from litcache.report.models import SCORES, ModelRow
 from litcache.report.runs import Run, TrainingLog
 
 STYLES = ("-", "--", ":", "-.")
 Line = tuple[str, list[int], list[float], str]  # label, x, y, line style
+
+
+def _save(fig: Any, path: Path) -> None:
+    """The figure as a PNG at ``path``, written whole or not at all (:mod:`litcache.outputs`)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
+    write_bytes(path, buf.getbuffer())
 
 
 def require_matplotlib() -> None:
@@ -60,7 +69,7 @@ def _draw_curves(path: Path, title: str, panels: list[tuple[str, list[Line]]], y
         ax.grid(alpha=0.3)
     axes[-1].legend(fontsize="small")
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     return True
 
 
@@ -121,7 +130,7 @@ def plot_scores(rows: Sequence[ModelRow], path: Path, several_runs: bool) -> boo
         ax.set_xticks(range(len(scored)), labels, rotation=30, ha="right", fontsize="small")
         ax.set_title(f"test {key}")
         ax.grid(axis="y", alpha=0.3)
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
     return True
 
 
@@ -149,4 +158,4 @@ def plot_boundaries(stats: dict[str, Any], path: Path) -> None:
         chan_ax.legend(fontsize="x-small")
     sampled = f"{stats['rows_sampled']} rows from {len(stats['units_sampled'])} of {stats['units_total']} units"
     fig.suptitle(f"{stats['url']}: {sampled}")
-    fig.savefig(path, dpi=100)
+    _save(fig, path)
