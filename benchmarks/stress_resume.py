@@ -1,8 +1,9 @@
-"""Crash safety, measured: kill each stage at random moments with SIGKILL, resume it, compare with a run that was
-never interrupted.
+"""Crash safety, measured: stop each stage at random moments (SIGKILL, Ctrl-C, a full disk), continue it, compare
+with a run that was never interrupted.
 
-    python benchmarks/stress_resume.py                    # 24 extraction trials + 6 of train-sections + 6 of kd
+    python benchmarks/stress_resume.py   # SIGKILL: 24 extract, 6 train-sections, 6 kd; Ctrl-C, full disk: 6 a stage
     python benchmarks/stress_resume.py --trials 40 --seed 1
+    python benchmarks/stress_resume.py --trials 4 --train-trials 2 --sigint-trials 4 --disk-trials 4 --limit 500
 
 - ``extract``: killed at a uniformly random moment of an uninterrupted run's duration (the process start-up
   included), plus two trials that die inside the final manifest write (just before and just after the store
@@ -12,6 +13,13 @@ never interrupted.
 - ``train-sections`` and ``kd``: killed at a random moment of a 3-epoch run, then ``--resume``; the section
   checkpoints and the student must equal the uninterrupted run's weight for weight. Everything runs on the CPU
   with the same seeds.
+- Ctrl-C, for every stage (``train-teacher``, ``extract``, ``train-sections``, ``kd``): SIGINT at a random moment of
+  an uninterrupted run's duration. The message must be one line; the exact command it names is run as it stands,
+  and the result must equal the uninterrupted run's.
+- A full disk, for every stage: the stage writes to a tmpfs (mounted here; needs root) that a filler file leaves a
+  random amount of room on, from nothing to the size of the stage's whole output. The message must be one line, no
+  temporary file may be left; then the filler is removed, the command the message names is run, and the result
+  must equal the uninterrupted run's.
 
 Writes ``benchmarks/results/stress_resume.json``: per stage, the trials, how many ended identical, and each
 trial's kill time and what it found.
@@ -23,6 +31,8 @@ import argparse
 import json
 import os
 import random
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -113,6 +123,64 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def interrupted(cmd: list[str], after: float) -> tuple[int, str]:
+    """Run ``cmd``, send it SIGINT (Ctrl-C) ``after`` seconds in; its exit code and stderr."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=after)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate()
+    return proc.returncode, err
+
+
+def failed(cmd: list[str]) -> tuple[int, str]:
+    """Run ``cmd`` to its end; its exit code and stderr."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stderr
+
+
+def message(stderr: str) -> tuple[bool, str]:
+    """Whether a failed command said one line (after any notices), and that line."""
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    one = len(errors) == 1 and bool(lines) and lines[-1] == errors[0] and "Traceback" not in stderr
+    return one, errors[-1] if errors else stderr.strip()[-300:]
+
+
+def continued(line: str) -> list[str] | None:
+    """The command line the message names (`litcache ...`) as arguments, or None."""
+    found = re.findall(r"`(litcache [^`]+)`", line)
+    return shlex.split(found[-1])[1:] if found else None
+
+
+def size_of(*paths: Path) -> int:
+    return sum(f.stat().st_size for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
+
+
+class Disk:
+    """A tmpfs at ``mount`` (mounted here: needs root) and a filler file that leaves a chosen room on it."""
+
+    def __init__(self, mount: Path, megabytes: int) -> None:
+        self.mount, self.filler = mount, mount / "filler"
+        mount.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(mount)], check=False)
+        self.mounted = done.returncode == 0
+
+    def fill(self, room: int) -> None:
+        stat = os.statvfs(self.mount)
+        with open(self.filler, "wb") as f:
+            f.write(b"\0" * max(0, stat.f_bavail * stat.f_frsize - room))
+
+    def clear(self) -> None:
+        for p in self.mount.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+    def close(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.mount)], check=False)
+
+
 class Stress:
     def __init__(self, work: Path, data: Path, limit: int, rng: random.Random) -> None:
         self.work, self.data, self.limit, self.rng = work, data, limit, rng
@@ -183,19 +251,128 @@ class Stress:
             shutil.rmtree(d)
         return out
 
+    # -- Ctrl-C and a full disk, in every stage -------------------------------------------------------------------
 
-def stress(work: Path, data: Path, limit: int, extract_trials: int, train_trials: int, seed: int) -> dict[str, Any]:
+    def references(self) -> None:
+        """Uninterrupted runs of every stage (3 epochs each for the training ones), timed: what trials compare with."""
+        ref, sets = self.work / "stage-reference", ["--set", "train.epochs=3", "--set", "kd.epochs=3", "-q"]
+        self.ref, self.sets = ref, sets
+        self.seconds = {"train-teacher": timed(self.stage_cmd("train-teacher", ref)), "extract": self.extract_seconds}
+        for stage in ("train-sections", "kd"):
+            self.seconds[stage] = timed(self.stage_cmd(stage, ref))
+        self.sizes = {  # the most a stage writes: its outputs, and its training state (twice the weights)
+            "train-teacher": 3 * size_of(ref / "teacher.pt") + size_of(*ref.glob("teacher.pt.*")),
+            "extract": size_of(self.reference),
+            "train-sections": size_of(ref / "sections"),
+            "kd": 3 * size_of(ref / "student.pt") + size_of(*ref.glob("student.pt.*")),
+        }
+
+    def stage_cmd(self, stage: str, out: Path) -> list[str]:
+        """``stage``'s command with its output under ``out`` (its inputs: the references)."""
+        if stage == "train-teacher":
+            return litcache(
+                "train-teacher", *self.common, "-o", out / "teacher.pt", "--limit", self.limit, "--epochs", 3
+            )
+        if stage == "extract":
+            return self.extract_cmd(out / "cache.zarr")
+        cache = ["-p", "tiny", *self.sets, "-c", self.reference]
+        if stage == "train-sections":
+            return litcache("train-sections", *cache, "-o", out / "sections")
+        return litcache("kd", *cache, "-s", self.ref / "sections", "-o", out / "student.pt")
+
+    def stage_diff(self, stage: str, out: Path) -> list[str]:
+        """How ``stage``'s result under ``out`` differs from the uninterrupted one."""
+        try:
+            if stage == "extract":
+                return cache_diff(self.reference, out / "cache.zarr")
+            if stage == "train-sections":
+                files = [f"sections/section-s{k}.pt" for k in (1, 2, 3)]
+                return [x for f in files for x in weights_diff(self.ref / f, out / f)]
+            name = "teacher.pt" if stage == "train-teacher" else "student.pt"
+            return weights_diff(self.ref / name, out / name)
+        except Exception as exc:  # a result that is missing or does not load
+            return [f"{type(exc).__name__}: {exc}"]
+
+    def finish(self, line: str) -> str | None:
+        """Run the command a message names, as it stands; None when it ends well, else why not."""
+        args = continued(line)
+        if args is None:
+            return "the message names no command"
+        code, err = failed(litcache(*args))
+        return None if code == 0 else f"exit {code}: {message(err)[1]}"
+
+    def sigint_trial(self, stage: str, i: int) -> dict[str, Any]:
+        """Ctrl-C at a random moment, then the command the message names."""
+        out = self.work / f"sigint-{stage}-{i}"
+        after = self.rng.uniform(0.2, 1.0) * self.seconds[stage]
+        code, err = interrupted(self.stage_cmd(stage, out), after)
+        one, line = message(err) if code else (True, "")
+        # 130, or killed by SIGINT (-2, which a shell reports as 130 too) when Python itself marked the Ctrl-C
+        # unhandled (it can, when it lands in C++ code that ran Python code), though litcache said its line
+        problem = self.finish(line) if code in (130, -signal.SIGINT) else (None if code == 0 else f"exit {code}")
+        diffs = self.stage_diff(stage, out) + ([problem] if problem else [])
+        shutil.rmtree(out, ignore_errors=True)
+        trial = {"stop_after_s": after, "exit": code, "one_line": one, "message": line[:400]}
+        return trial | {"identical": not diffs, "diffs": diffs}
+
+    def disk_trial(self, stage: str, disk: Disk) -> dict[str, Any]:
+        """A disk with ``room`` bytes free, then, once there is space, the command the message names."""
+        disk.clear()
+        out, room = disk.mount / "out", self.rng.randint(0, self.sizes[stage])
+        disk.fill(room)
+        code, err = failed(self.stage_cmd(stage, out))
+        one, line = message(err) if code else (True, "")
+        left = [str(p) for p in disk.mount.rglob("*") if p.name.endswith(".tmp")]
+        disk.filler.unlink()
+        problem = self.finish(line) if code else None
+        diffs = self.stage_diff(stage, out) + ([problem] if problem else [])
+        trial = {"room_bytes": room, "exit": code, "one_line": one, "message": line[:400], "tmp_left": left}
+        return trial | {"identical": not diffs, "diffs": diffs}
+
+
+STAGES = ("train-teacher", "extract", "train-sections", "kd")
+
+
+def stress(
+    work: Path,
+    data: Path,
+    limit: int,
+    extract_trials: int,
+    train_trials: int,
+    seed: int,
+    sigint_trials: int = 0,
+    disk_trials: int = 0,
+) -> dict[str, Any]:
     """Every trial; returns the summary the script writes."""
     s = Stress(work, data, limit, random.Random(seed))
     trials = [s.extract_trial(i) for i in range(extract_trials)]
     trials += [s.extract_trial(extract_trials + j, when) for j, when in enumerate(("before", "after"))]
     result: dict[str, Any] = {"extract": trials, **s.train_trials(train_trials)}
-    summary = {stage: {"trials": len(t), "identical": sum(x["identical"] for x in t)} for stage, t in result.items()}
-    return {
-        "summary": summary,
-        "trials": result,
-        "settings": {"data": str(data), "samples": limit, "seed": seed, "extract_seconds": s.extract_seconds},
-    }
+    settings: dict[str, Any] = {"data": str(data), "samples": limit, "seed": seed, "extract_seconds": s.extract_seconds}
+    if sigint_trials or disk_trials:
+        s.references()
+        settings |= {"stage_seconds": s.seconds, "stage_bytes": s.sizes}
+    for stage in STAGES if sigint_trials else ():
+        result[f"sigint {stage}"] = [s.sigint_trial(stage, i) for i in range(sigint_trials)]
+    if disk_trials:
+        disk = Disk(work / "disk", megabytes=max(s.sizes.values()) // 2**20 + 16)
+        try:
+            if not disk.mounted:
+                settings["disk"] = "not run: a tmpfs cannot be mounted here (needs root)"
+            for stage in STAGES if disk.mounted else ():
+                result[f"disk-full {stage}"] = [s.disk_trial(stage, disk) for _ in range(disk_trials)]
+        finally:
+            disk.close()
+    summary = {stage: _summary(t) for stage, t in result.items()}
+    return {"summary": summary, "trials": result, "settings": settings}
+
+
+def _summary(trials: list[dict[str, Any]]) -> dict[str, int]:
+    out = {"trials": len(trials), "identical": sum(t["identical"] for t in trials)}
+    if trials and "one_line" in trials[0]:
+        stopped = [t for t in trials if t["exit"] not in (0, None)]
+        out |= {"stopped": len(stopped), "one_line": sum(t["one_line"] for t in stopped)}
+    return out
 
 
 def main() -> None:
@@ -204,15 +381,27 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=1000, help="training images (x 2 views = the cache's rows)")
     ap.add_argument("--trials", type=int, default=24, help="extraction trials killed at random moments")
     ap.add_argument("--train-trials", type=int, default=6, help="train-sections and kd trials each")
+    ap.add_argument("--sigint-trials", type=int, default=6, help="Ctrl-C trials of each stage")
+    ap.add_argument("--disk-trials", type=int, default=6, help="full-disk trials of each stage (a tmpfs: root)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=str(RESULTS / "stress_resume.json"))
     args = ap.parse_args()
     started = time.perf_counter()
-    out = stress(WORK, Path(args.data), args.limit, args.trials, args.train_trials, args.seed)
+    out = stress(
+        WORK,
+        Path(args.data),
+        args.limit,
+        args.trials,
+        args.train_trials,
+        args.seed,
+        args.sigint_trials,
+        args.disk_trials,
+    )
     out["settings"]["wall_seconds"] = time.perf_counter() - started
     Path(args.output).write_text(json.dumps(out, indent=2))
     for stage, s in out["summary"].items():
-        print(f"{stage:<16} {s['identical']}/{s['trials']} identical to an uninterrupted run")
+        said = f", {s['one_line']}/{s['stopped']} stopped ones said one line" if "stopped" in s else ""
+        print(f"{stage:<24} {s['identical']}/{s['trials']} identical to an uninterrupted run{said}")
     print(f"wall {out['settings']['wall_seconds']:.0f}s; wrote {args.output}")
 
 
