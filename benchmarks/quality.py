@@ -16,6 +16,13 @@ Every variant reads the same views: a run's stages share one view counter (the K
 views N, N+1, ...), and the cache holds one view per epoch by default, so no view repeats within a run.
 Results are kept per (variant, seed, epochs, samples, views, overrides) in the work folder's ``runs.json``: a
 later run with more seeds or other ``--set`` values adds to it and reuses the cache.
+
+Choosing settings without the test set: ``--set data.holdout=5000`` leaves 5,000 training images (a fixed, seeded
+draw) out of the cache, and so out of every student's training, and ``--eval-split val`` scores the students on
+them instead of the test set. The same command with ``--eval-split test`` later scores the chosen setting's
+students on the test set once, from their kept checkpoints, without training them again:
+
+    python benchmarks/quality.py --teacher T.pt --set data.holdout=5000 --eval-split val --output sweep-point.json
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -64,6 +72,11 @@ def seeded(cfg_args: list[str], seed: int) -> PipelineConfig:
     return load_pipeline(cfg_args[0], [*cfg_args[1:], f"train.seed={seed}", f"kd.seed={seed}", f"stream.seed={seed}"])
 
 
+def variant_folder(name: str, seed: int, work: Path, ir_epochs: int, kd_epochs: int) -> Path:
+    """Where :func:`train_variant` keeps a run (its ``student.pt``, and the student after its IR stage)."""
+    return work / f"{name}-seed{seed}-ir{ir_epochs}-kd{kd_epochs}"
+
+
 def train_variant(
     name: str,
     cfg: PipelineConfig,
@@ -78,7 +91,7 @@ def train_variant(
     The baselines train at ``train.baseline_lr``, the LIT variants' sections stage (the IR epochs, or every epoch
     of the combined objective) at ``train.lr``, and the KD pass after it at ``kd.lr``.
     """
-    out = work / f"{name}-seed{cfg.train.seed}-ir{ir_epochs}-kd{kd_epochs}"
+    out = variant_folder(name, cfg.train.seed, work, ir_epochs, kd_epochs)
     ckpt = out / "student.pt"
     total = ir_epochs + kd_epochs
     q = {"show_progress": False}
@@ -102,14 +115,14 @@ def train_variant(
     return str(ckpt)
 
 
-def degraded_input_scores(cfg: PipelineConfig, test_limit: int | None) -> dict[str, float] | None:
+def degraded_input_scores(cfg: PipelineConfig, test_limit: int | None, split: str = "test") -> dict[str, float] | None:
     """PSNR and SSIM of what a built-in generator sees (its ``degrade``, no parameters) against the ground truth:
     the score a model that restores nothing gets, so a generator's table says how far it rose above it."""
     net = build_model(cfg.teacher.model, 10, cfg.data.mean, cfg.data.std).net
     degrade = getattr(net, "degrade", None)
     if degrade is None:
         return None
-    scores = evaluate(degrade, load_images(cfg.data, "test", test_limit), torch.device("cpu"))
+    scores = evaluate(degrade, load_images(cfg.data, split, test_limit), torch.device("cpu"))
     return {k: v for k, v in scores.items() if k != "samples"}
 
 
@@ -137,7 +150,14 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a config override for every variant, e.g. store.bitround_keepbits=7 (use its own --work)",
     )
-    ap.add_argument("--test-limit", type=int, default=None)
+    ap.add_argument("--test-limit", type=int, default=None, help="score on the first N samples of the split only")
+    ap.add_argument(
+        "--eval-split",
+        choices=("test", "val"),
+        default="test",
+        help="what the students are scored on: the test set, or (val) the training images --set data.holdout=N "
+        "keeps out of the cache; a run kept in the work folder is scored on a new split without training again",
+    )
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS + EXTRA_VARIANTS)
     ap.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "quality"))
     ap.add_argument(
@@ -183,11 +203,14 @@ def main() -> None:
             epochs = 2 if quick else None
             train_teacher(cfg, teacher, epochs=epochs, limit=limit, show_progress=False)
             teacher_seconds = time.perf_counter() - started
-    teacher_eval = evaluate_checkpoint(teacher, cfg, test_limit)
+    split = args.eval_split
+    teacher_eval = evaluate_checkpoint(teacher, cfg, test_limit, split=split)
     metric = "accuracy" if "accuracy" in teacher_eval else "psnr"  # image-to-image models: PSNR (and SSIM)
     metrics = [m for m in METRICS if m in teacher_eval]
-    print(f"teacher {teacher_eval['model']}: " + ", ".join(f"{m} {teacher_eval[m]:.4f}" for m in metrics), flush=True)
-    baseline = degraded_input_scores(cfg, test_limit) if metric == "psnr" else None
+    scored = f"on {teacher_eval['samples']} {split} samples"
+    scores = ", ".join(f"{m} {teacher_eval[m]:.4f}" for m in metrics)
+    print(f"teacher {teacher_eval['model']} {scored}: {scores}", flush=True)
+    baseline = degraded_input_scores(cfg, test_limit, split) if metric == "psnr" else None
     if baseline:
         print("the degraded input itself: " + ", ".join(f"{m} {baseline[m]:.4f}" for m in metrics), flush=True)
 
@@ -206,6 +229,7 @@ def main() -> None:
     done = json.loads(done_path.read_text()) if done_path.is_file() else {}
     rows = []
     after_ir_key = f"{metric}_after_ir"  # an IR-then-KD variant's student before its KD pass
+    prefix = "" if split == "test" else f"{split}_"  # a record's scores on the test set, and val_... on the holdout
     for name in args.variants:
         per_seed: list[dict[str, float]] = []
         for seed in seeds:
@@ -214,20 +238,24 @@ def main() -> None:
                 key += f"/v{views}"
             if args.overrides:
                 key += "/set:" + ",".join(sorted(args.overrides))
-            if key not in done:
+            ckpt = variant_folder(name, seed, work / overrides_tag(args.overrides), ir_epochs, kd_epochs) / "student.pt"
+            if key not in done or (prefix + metric not in done[key] and not ckpt.is_file()):
                 scfg = seeded(base, seed)
                 started = time.perf_counter()
-                ckpt = train_variant(
-                    name, scfg, cache, teacher, work / overrides_tag(args.overrides), ir_epochs, kd_epochs
-                )
-                seconds = time.perf_counter() - started
-                result = evaluate_checkpoint(ckpt, cfg, test_limit)
-                done[key] = {**{m: result[m] for m in metrics}, "seconds": seconds}
-                ir_student = Path(ckpt).with_name(AFTER_IR)
+                train_variant(name, scfg, cache, teacher, work / overrides_tag(args.overrides), ir_epochs, kd_epochs)
+                done[key] = {"seconds": time.perf_counter() - started}
+            if prefix + metric not in done[key]:  # trained now, or kept from a run scored on the other split
+                result = evaluate_checkpoint(ckpt, cfg, test_limit, split=split)
+                done[key].update({prefix + m: result[m] for m in metrics})
+                ir_student = ckpt.with_name(AFTER_IR)
                 if ir_student.is_file():
-                    done[key][after_ir_key] = evaluate_checkpoint(ir_student, cfg, test_limit)[metric]
+                    done[key][prefix + after_ir_key] = evaluate_checkpoint(ir_student, cfg, test_limit, split=split)[
+                        metric
+                    ]
                 done_path.write_text(json.dumps(done, indent=2))
-            per_seed.append(done[key])
+            record = done[key]
+            scores = {k: record[prefix + k] for k in (*metrics, after_ir_key) if prefix + k in record}
+            per_seed.append({**scores, "seconds": record["seconds"]})
             after_ir = per_seed[-1].get(after_ir_key)
             print(
                 f"{name:<22} seed {seed}: {metric} {per_seed[-1][metric]:.4f} in {done[key]['seconds']:.0f}s"
@@ -259,8 +287,10 @@ def main() -> None:
                     "soft_weight": [cfg.train.soft_weight, cfg.kd.soft_weight],
                     "lr": [cfg.train.baseline_settings().lr, cfg.kd.lr],  # baselines, KD pass
                     "sections_lr": cfg.train.lr,
-                    "train_samples": limit or 50000,
-                    "test_samples": teacher_eval["samples"],
+                    "train_samples": open_cache(cache).samples,
+                    "test_samples": teacher_eval["samples"],  # of the split scored
+                    "split": split,
+                    "holdout": [cfg.data.holdout, cfg.data.holdout_seed],  # samples kept out of the cache, seed
                     "batch_size": cfg.stream.batch_size,
                 },
             }
@@ -285,6 +315,8 @@ def main() -> None:
     meta = {
         "teacher": {"checkpoint": teacher, **teacher_eval, "train_seconds": teacher_seconds},
         "degraded_input": baseline,  # an image model's bar: the scores of the input it sees, unrestored
+        "split": split,  # what every score here was measured on (val: the held-out training images)
+        "command": shlex.join(["python", *sys.argv]),  # what made this file
         "cache": {
             "stored_bytes": cache_info["stored_bytes"],
             "rows": cache_info["rows"],

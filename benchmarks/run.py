@@ -1,7 +1,7 @@
 """The performance goals, measured as ratios of things measured side by side in one run.
 
-    python benchmarks/run.py --quick        # 2-5 minutes on a shared 2-core CPU -> benchmarks/results/latest.json
-    python benchmarks/run.py                # larger samples and more repeats (tens of minutes on a CPU)
+    python benchmarks/run.py --quick        # 2-5 minutes on a shared 2-core CPU -> benchmarks/results/latest-quick.json
+    python benchmarks/run.py                # larger samples and more repeats (tens of minutes) -> results/latest.json
 
 Every key of the JSON maps to ``{"value": ..., "target": ..., "met": ..., <the raw figures it came from>}``;
 ``machine`` and ``settings`` say where and how it ran. Speed figures may use teachers with random weights;
@@ -32,6 +32,8 @@ from memory_probe import probe_train
 from report import machine, print_table
 from sizing import REFERENCE_SECONDS_PER_ROW
 
+FULL = RESULTS / "latest.json"  # the full run's record
+QUICK = RESULTS / "latest-quick.json"  # a --quick run's, so that a smoke run never replaces the full run's figures
 STAGES: dict[str, Callable[[Bench], None]] = {  # in the order they run
     "extract": bench_extract,
     "codecs": bench_codecs,
@@ -48,7 +50,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--data", default=str(DATA), help="CIFAR-10 WebDataset shards")
     ap.add_argument("--teacher", default=None, help="a ResNet-20 trained on CIFAR-10 (default: reuse or train one)")
     ap.add_argument("--only", nargs="+", choices=tuple(STAGES), default=list(STAGES), help="run only these stages")
-    ap.add_argument("--output", default=str(RESULTS / "latest.json"))
+    ap.add_argument(
+        "--output",
+        default=None,
+        help=f"results JSON (default {FULL.relative_to(RESULTS.parents[1])}, or {QUICK.name} beside it with --quick)",
+    )
     ap.add_argument(
         "--store",
         action="append",
@@ -59,7 +65,19 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--probe-train", nargs=2, metavar=("CACHE", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--probe-teacher", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--probe-device", default="cpu", help=argparse.SUPPRESS)
-    return ap.parse_args()
+    args = ap.parse_args()
+    args.output = output_path(args.quick, args.output)
+    return args
+
+
+def output_path(quick: bool, output: str | None) -> Path:
+    """Where a run's results go: a --quick run never replaces the full run's file, which BENCHMARKS.md quotes."""
+    if output is None:
+        return QUICK if quick else FULL
+    path = Path(output)
+    if quick and path.resolve() == FULL.resolve():
+        sys.exit(f"--quick does not write {FULL}: that is the full run's record; give another --output")
+    return path
 
 
 def settings(bench: Bench, args: argparse.Namespace, started: float) -> dict[str, Any]:
