@@ -21,6 +21,9 @@ from litcache.config import builtin_pipelines, load_pipeline
 from litcache.errors import LitcacheError
 
 OVERWRITE_RUN = "Replace the run in DIR (what run/quickstart wrote there; nothing else) instead of resuming it."
+# the quickstart's training images: its whole run estimated at 6-7 minutes on 2 idle cores
+# (benchmarks/quickstart_seeds.py times it: BENCHMARKS.md, "The quickstart")
+QUICKSTART_SAMPLES = 10_000
 
 
 @click.command("pipelines")
@@ -96,7 +99,7 @@ def run_cmd(
 @click.option(
     "--samples",
     type=click.IntRange(min=100),
-    default=6000,
+    default=QUICKSTART_SAMPLES,
     show_default=True,
     help="Training samples used (the first N of the train split).",
 )
@@ -107,24 +110,34 @@ def run_cmd(
 def quickstart_cmd(
     data: str | None, output: str, samples: int, overrides: tuple[str, ...], overwrite: bool, quiet: bool
 ) -> None:
-    """The whole method in minutes on a CPU: teacher, cache, LIT student, scratch baseline, table.
+    """The whole method in minutes on a CPU: a shipped teacher, its cache, a student by LIT, KD only and scratch.
 
     \b
+    The teacher is a ResNet-56 trained on CIFAR-10 (84.08 %, shipped with litcache); the student a ResNet-20,
+    whose sections hold three blocks each, trained 3 epochs three ways: LIT (IR sections, then a KD pass), KD
+    only and from scratch, on the first --samples training images. With another teacher.model (--set), the
+    teacher is trained first, as the pipeline says.
     By default CIFAR-10 is downloaded through torchvision (about 170 MB, once). Offline, with local shards:
       litcache quickstart --data ../shared/data/cifar10
     Run again, it resumes (finished stages are skipped); with other settings it is refused, naming what differs.
     """
-    from litcache.recipe import format_results, run_pipeline
+    from litcache.assets import shipped_teacher
+    from litcache.recipe import format_results, lit_verdict, run_pipeline
 
     cfg = resolve("quickstart", overrides, data)
+    shipped = shipped_teacher(cfg.teacher.model)  # None: another teacher.model was asked for, and is trained
     results = run_pipeline(
         cfg,
         output,
+        teacher=str(shipped) if shipped else None,
         limit=samples,
         baselines=True,
+        kd_baseline=True,
         overwrite=overwrite,
         command="quickstart",
         show_progress=not quiet,
     )
     click.echo(format_results(results))
+    for line in lit_verdict(results):
+        click.echo(f"\n{line}")
     click.echo(f"\nEvery artifact is in {output}/ (see {output}/README.md); plots: litcache report {output}")

@@ -231,13 +231,27 @@ def test_paper_pipelines_keep_the_reference_kd_weights(name: str) -> None:
     assert cfg.train.beta == 0.75
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cifar10-resnet20-resnet8"])
-def test_cpu_pipelines_use_the_measured_weights_and_rates(name: str) -> None:
-    # BENCHMARKS.md, ResNet-20 -> ResNet-8: label 0.05 / soft 0.95; sections 0.05, KD pass 0.04, baselines 0.4
+@pytest.mark.parametrize(
+    ("name", "rates"),
+    [
+        # BENCHMARKS.md, ResNet-20 -> ResNet-8: sections 0.05, KD pass 0.04, baselines 0.4
+        ("cifar10-resnet20-resnet8", (0.05, 0.04, 0.4)),
+        # ResNet-56 -> ResNet-20, the quickstart's pair: sections 0.4, KD pass 0.02, baselines 0.1
+        ("quickstart", (0.4, 0.02, 0.1)),
+    ],
+)
+def test_cpu_pipelines_use_the_measured_weights_and_rates(name: str, rates: tuple[float, float, float]) -> None:
     cfg = load_pipeline(name)
-    for stage in (cfg.train, cfg.kd):
+    for stage in (cfg.train, cfg.kd):  # label 0.05 / soft 0.95 led on both CPU tables
         assert (stage.label_weight, stage.soft_weight) == (0.05, 0.95)
-    assert (cfg.train.lr, cfg.kd.lr, cfg.train.baseline_lr) == (0.05, 0.04, 0.4)
+    assert (cfg.train.lr, cfg.kd.lr, cfg.train.baseline_lr) == rates
+
+
+def test_the_quickstart_is_the_pair_and_form_where_lit_led() -> None:
+    # three blocks per section (ResNet-56 -> ResNet-20), IR sections then the KD pass, 2 + 1 epochs, 3 views
+    cfg = load_pipeline("quickstart")
+    assert (cfg.teacher.model.name, cfg.train.student.name, cfg.train.beta) == ("resnet56", "resnet20", 0.0)
+    assert (cfg.train.epochs, cfg.kd.epochs, cfg.extract.views, cfg.train.weight_decay) == (2, 1, 3, 5e-4)
 
 
 def test_store_input_and_bits_are_checked() -> None:

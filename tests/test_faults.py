@@ -289,6 +289,7 @@ def test_quickstart_resumes_the_same_run_and_refuses_another(
 ) -> None:
     small = ["teacher.model=resnet8", "teacher.epochs=1", "teacher.batch_size=32", "extract.batch_size=32"]
     small += ["stream.batch_size=16", "stream.workers=0", "train.epochs=1", "kd.epochs=1", "data.num_classes=10"]
+    small += ["train.student=resnet8"]
     small += ["log.tensorboard=false", f"data.index_dir={json.dumps(str(index_dir))}"]
     args = ["quickstart", "-d", data_dir, "-o", tmp_path / "qs", "-q", *[a for s in small for a in ("--set", s)]]
 
@@ -311,7 +312,7 @@ def test_quickstart_resumes_the_same_run_and_refuses_another(
     assert f"{tmp_path / 'qs' / 'teacher.pt'} is already trained (skipped)" in result.output
     assert (tmp_path / "qs" / "teacher.pt").stat().st_mtime_ns == written  # the same teacher, not a new one
     names = [r["name"] for r in json.loads((tmp_path / "qs" / "results.json").read_text())["models"]]
-    assert names == ["teacher", "lit-resnet8", "scratch-resnet8"]
+    assert names == ["teacher", "lit-resnet8", "kd-resnet8", "scratch-resnet8"]
 
     with monkeypatch.context() as patched:  # --overwrite starts again, with the new settings
         patched.setattr("litcache.recipe.extract", interrupted)
