@@ -84,3 +84,16 @@ def test_the_verdict_says_plainly_whether_lit_leads() -> None:
     )
     assert "the seeds' ranges overlap" in vt.verdict([kd, row("cached-lit", [0.775, 0.79])])
     assert vt.verdict([kd, row("cached-lit-combined", [0.70, 0.71])]).startswith("LIT does not lead")
+
+
+def test_kd_weights_reports_each_variants_best_validation_score_by_weighting() -> None:
+    import kd_weights
+
+    sweeps = [
+        {"variant": "kd", "weighting": "strong", "val_accuracy": 0.70},
+        {"variant": "kd", "weighting": "strong", "val_accuracy": 0.74},
+        {"variant": "kd", "weighting": "reference", "val_accuracy": 0.71},
+        {"variant": "scratch", "weighting": None, "val_accuracy": 0.69},
+    ]
+    assert kd_weights.by_weighting({"sweeps": sweeps}) == {"kd": {"strong": 0.74, "reference": 0.71}}
+    assert kd_weights.DEFAULTS[:2] == ["--pipeline", "cifar10-resnet20-resnet8"]
