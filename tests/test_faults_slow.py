@@ -174,3 +174,13 @@ def test_a_full_disk_in_every_writing_command_is_one_line_and_the_command_it_nam
     filler.unlink()
     result = run(*continue_command(line))
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("name", list(ROOM))
+def test_a_read_only_disk_is_refused_before_any_work_in_every_writing_command(
+    name: str, cache_path: Path, teacher_path: Path, common: list[str], disk: Path
+) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    args = commands(cache_path, teacher_path, disk / "out")[name][0]
+    line = error_line(run(*args, *common))
+    assert f"cannot write {disk / 'out'}" in line and f"{disk} is not writable; choose another output path" in line
