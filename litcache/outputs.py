@@ -24,6 +24,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -62,6 +63,9 @@ def hint(command: str, flag: str = "--resume") -> str:
 def failure(path: str | Path, exc: OSError, kept: str = "", then: str = "") -> str:
     """One line for a write to ``path`` that failed with ``exc``: why, what was ``kept``, what to do ``then``."""
     where = exc.filename if isinstance(exc.filename, str) and exc.filename else str(path)
+    sibling = re.fullmatch(r"\.(.+)\.[^./]+\.tmp", os.path.basename(where))
+    if sibling:  # the temporary sibling of a file: name the file
+        where = os.path.join(os.path.dirname(where), sibling.group(1))
     code = exc.errno or 0
     reason = _FULL.get(code) or _DENIED.get(code) or _PATHS.get(code) or exc.strerror or str(exc)
     if code in _FULL:

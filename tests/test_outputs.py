@@ -154,3 +154,10 @@ def test_a_read_only_folder_is_refused_before_any_work(tmp_path: Path, monkeypat
     monkeypatch.setattr(outputs.os, "access", lambda path, mode: False)  # as a read-only mount answers
     with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'out'}: {tmp_path} is not writable"):
         claim_folder(tmp_path / "out", "report", ("report.md",))
+
+
+def test_a_failure_on_the_temporary_sibling_names_the_file(tmp_path: Path) -> None:
+    sibling = str(tmp_path / ".state.pt.x81k2q.tmp")
+    said = f"cannot write {tmp_path / 'state.pt'}: no space left on device"
+    with pytest.raises(OutputError, match=said), writing(tmp_path / "elsewhere"):
+        raise OSError(errno.ENOSPC, "No space left on device", sibling)
