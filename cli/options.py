@@ -88,10 +88,16 @@ def exact(message: str) -> str:
 
 
 def _interrupted(exc: KeyboardInterrupt) -> str:
-    kept = "; ".join(getattr(exc, "__notes__", []))
+    """What Ctrl-C kept (the notes the library added) and the command that continues: the command's own way, or
+    the one a note names (`` `litcache extract ... --overwrite` `` for a cache cut short while it was created)."""
+    notes = getattr(exc, "__notes__", [])
+    kept = "; ".join(note for note in notes if not _HINT.fullmatch(note))
     flag = CONTINUES.get(_command())
     if flag is None:  # evaluate, inspect, verify: nothing written
         return f"interrupted (Ctrl-C); nothing was written: run it again with `{command_line()}`"
+    named = [m.group(1) or "" for m in map(_HINT.fullmatch, notes) if m]
+    if named and flag:  # run and quickstart continue by being run again, whatever their stages would say
+        flag = named[-1]
     said = f"interrupted (Ctrl-C); {kept}" if kept else "interrupted (Ctrl-C) before this run wrote anything"
     verb = "start again with" if flag == "--overwrite" else "continue with"
     return f"{said}; {verb} `{command_line(flag)}`"

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from litcache.cache.reader import open_cache
+from litcache.cache.reader import manifest_at, open_cache
 from litcache.cache.summary import summarize
 from litcache.config import PipelineConfig, save_resolved
 from litcache.errors import OutputError
@@ -125,8 +125,16 @@ def run_pipeline(
         say(f"{teacher_path} is already trained (skipped)")
     cache_url = str(out / "cache.zarr")
     resume = Path(cache_url).exists()
+    creating = resume and bool((manifest_at(cache_url) or {}).get("creating"))  # cut short: holds no data
     written, extract_s = _timed(
-        extract, cfg, teacher_path, cache_url, limit=limit, resume=resume, show_progress=show_progress
+        extract,
+        cfg,
+        teacher_path,
+        cache_url,
+        limit=limit,
+        resume=resume and not creating,
+        overwrite=creating,
+        show_progress=show_progress,
     )
     if not written["units_written"] and previous.get("extract") is not None:
         extract_s = previous["extract"]  # nothing extracted this time: the time it took when it was

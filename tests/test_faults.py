@@ -198,6 +198,26 @@ def test_ctrl_c_in_extract_keeps_the_written_units_and_resume_says_it_skips_them
         assert np.array_equal(a[name][...], b[name][...]), name
 
 
+def test_ctrl_c_while_the_cache_is_created_names_the_command_that_starts_it_again(
+    cache_path: Path, teacher_path: Path, data_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import litcache.cache.writer as writer
+
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "c.zarr"
+    with monkeypatch.context() as patched:
+        patched.setattr(writer, "build_codecs", interrupted)  # the provisional manifest is written, no array yet
+        line = error_line(run("extract", "-t", teacher_path, *data_args, "-o", out), code=130)
+    assert f"{out} was cut short while its arrays were being created and holds no data; start again with" in line
+    again = continue_command(line)
+    assert again[-1] == "--overwrite"  # --resume would refuse it
+    assert run(*again).exit_code == 0
+    a, b = zarr.open_group(str(cache_path), mode="r"), zarr.open_group(str(out), mode="r")
+    assert np.array_equal(a["boundary/3"][...], b["boundary/3"][...])
+
+
 def test_ctrl_c_in_a_command_that_writes_nothing(cache_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import litcache.cache.verify as verify
 

@@ -26,7 +26,15 @@ from litcache.config import PipelineConfig
 from litcache.data import ImageSet
 from litcache.device import resolve_device
 from litcache.errors import CacheError, CompatibilityError
-from litcache.extract.run import finish_run, load_teacher_and_data, open_output, say_skipped, units_kept, write_units
+from litcache.extract.run import (
+    finish_run,
+    load_teacher_and_data,
+    note_creation,
+    open_output,
+    say_skipped,
+    units_kept,
+    write_units,
+)
 from litcache.models import SectionedModel
 from litcache.models.checkpoint import fingerprint_state
 from litcache.progress import progress_bar
@@ -107,9 +115,13 @@ def extract_on_dask(
     # the driver only creates the cache: it needs the teacher's shapes and fingerprint, not a GPU; the manifest
     # records the workers' device type, which every task checks
     workers_device = client.submit(_device_type, cfg.extract.device, pure=False).result()
-    cache, _, _ = open_output(
-        cfg, teacher_path, out, limit, resume, overwrite, storage_options, resolve_device("cpu"), workers_device
-    )
+    try:
+        cache, _, _ = open_output(
+            cfg, teacher_path, out, limit, resume, overwrite, storage_options, resolve_device("cpu"), workers_device
+        )
+    except KeyboardInterrupt as exc:
+        note_creation(exc, out, storage_options)
+        raise
     todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
     say_skipped(out, cache.num_units - len(todo), cache.num_units)
     tasks = [todo[i : i + units_per_task] for i in range(0, len(todo), units_per_task)]

@@ -40,7 +40,7 @@ from litcache.extract.manifest import (
 from litcache.extract.on_device import check_outputs, encode_unit, teacher_rows
 from litcache.models import Probe, SectionedModel, probe
 from litcache.models.checkpoint import load_teacher
-from litcache.outputs import check_parent, say
+from litcache.outputs import check_parent, hint, say
 from litcache.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,11 @@ def extract(
     Returns a summary: rows and units written, seconds, raw and stored bytes, and whether the cache is complete.
     """
     device = resolve_device(cfg.extract.device)
-    cache, teacher, images = open_output(cfg, teacher_path, out, limit, resume, overwrite, storage_options, device)
+    try:
+        cache, teacher, images = open_output(cfg, teacher_path, out, limit, resume, overwrite, storage_options, device)
+    except KeyboardInterrupt as exc:
+        note_creation(exc, out, storage_options)
+        raise
     todo = [int(u) for u in np.flatnonzero(~cache.done_units())]
     say_skipped(out, cache.num_units - len(todo), cache.num_units)
     if max_units is not None:
@@ -307,6 +311,17 @@ def extract(
         exc.add_note(units_kept(cache, out))
         raise
     return finish_run(cache, out, written)
+
+
+def note_creation(exc: KeyboardInterrupt, out: str, storage_options: Mapping[str, Any] | None) -> None:
+    """Ctrl-C while the cache's arrays were being created: it holds no data, and --resume would refuse it."""
+    try:
+        creating = bool((manifest_at(out, storage_options) or {}).get("creating"))
+    except Exception:  # whatever is there, the note is only a help
+        creating = False
+    if creating:
+        exc.add_note(f"{out} was cut short while its arrays were being created and holds no data")
+        exc.add_note(hint("extract", "--overwrite"))
 
 
 def say_skipped(out: str, done: int, total: int) -> None:
