@@ -304,7 +304,7 @@ class Stress:
     def sigint_trial(self, stage: str, i: int) -> dict[str, Any]:
         """Ctrl-C at a random moment, then the command the message names."""
         out = self.work / f"sigint-{stage}-{i}"
-        after = self.rng.uniform(0.2, 1.0) * self.seconds[stage]
+        after = self.rng.uniform(0.1, 0.8) * self.seconds[stage]  # the uninterrupted time was under load
         code, err = interrupted(self.stage_cmd(stage, out), after)
         one, line = message(err) if code else (True, "")
         # 130, or killed by SIGINT (-2, which a shell reports as 130 too) when Python itself marked the Ctrl-C
