@@ -131,13 +131,24 @@ def write_bytes(path: str | Path, data: bytes | memoryview) -> None:
     """Write ``data`` to ``path`` atomically (and durably: fsync before the rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with _naming(path), atomic_path(path) as tmp:
         fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
         try:
             _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OS error of a write to an open file (which names none) names ``path``, for the message."""
+    try:
+        yield
+    except OSError as exc:
+        if not exc.filename:
+            exc.filename = str(path)
+        raise
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -148,7 +159,11 @@ def write_text(path: str | Path, text: str) -> None:
 def append_line(path: str | Path, line: str) -> None:
     """Append one line with one write (safe beside other processes appending); a write that fails (a full disk)
     leaves the file as it was."""
-    data = (line.rstrip("\n") + "\n").encode()
+    with _naming(Path(path)):
+        _append(path, (line.rstrip("\n") + "\n").encode())
+
+
+def _append(path: str | Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         size = os.lseek(fd, 0, os.SEEK_END)

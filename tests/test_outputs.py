@@ -161,3 +161,14 @@ def test_a_failure_on_the_temporary_sibling_names_the_file(tmp_path: Path) -> No
     said = f"cannot write {tmp_path / 'state.pt'}: no space left on device"
     with pytest.raises(OutputError, match=said), writing(tmp_path / "elsewhere"):
         raise OSError(errno.ENOSPC, "No space left on device", sibling)
+
+
+def test_a_failed_write_names_its_own_file_whatever_the_stage_was_saving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    DiskFull(monkeypatch, tmp_path, budget=0)
+    state = tmp_path / "train-state-all.pt"
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'section-s2.pt'}: no space left"), writing(state):
+        write_bytes(tmp_path / "section-s2.pt", b"weights")
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'metrics.jsonl'}: no space left"), writing(state):
+        append_line(tmp_path / "metrics.jsonl", "{}")
