@@ -280,7 +280,7 @@ def test_bad_split_or_limit(tiny_cfg: PipelineConfig, split: str, limit: int | N
 
 
 def test_missing_source_and_empty_folder(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="neither a torchvision data set"):
+    with pytest.raises(DataError, match=f"data folder {tmp_path / 'nowhere'} is missing"):
         load_images(DataConfig(source=str(tmp_path / "nowhere")), "train")
     with pytest.raises(DataError, match="no 'train-\\*.tar' shards and no 'train/' image folder"):
         load_images(DataConfig(source=str(tmp_path)), "train")
