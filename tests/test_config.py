@@ -257,7 +257,7 @@ def test_the_quickstart_is_the_pair_and_form_where_lit_led() -> None:
 def test_store_input_and_bits_are_checked() -> None:
     from litcache.config import StoreConfig
 
-    assert (StoreConfig().input, StoreConfig().bits) == ("pixels", 0)
+    assert (StoreConfig().input, StoreConfig().bits) == ("pixels", 4)
     with pytest.raises(ConfigError, match="store.input must be one of"):
         StoreConfig(input="auto")
     with pytest.raises(ConfigError, match="store.bits must be 0"):

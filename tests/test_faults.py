@@ -21,7 +21,7 @@ import litcache.train.trainer as trainer
 from litcache import build_model, save_model
 from litcache.models.checkpoint import load_model
 
-TINY = ["--set", "stream.workers=0", "--set", "log.tensorboard=false", "-q"]
+TINY = ["--set", "stream.workers=0", "--set", "log.tensorboard=false", "--set", "store.bits=0", "-q"]  # as cache_path
 
 
 @pytest.fixture

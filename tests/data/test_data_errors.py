@@ -234,9 +234,8 @@ def test_data_changed_after_indexing_stops_and_resumes_once_restored(
     CRC-32 of each image; restored, the extraction resumes to the cache an uninterrupted run makes."""
     folder = tmp_path / "data"
     shutil.copytree(data_dir, folder)
-    cfg = load_pipeline(
-        "tiny", [f"data.source={json.dumps(str(folder))}", f"data.index_dir={json.dumps(str(tmp_path / 'ix'))}"]
-    )
+    index = f"data.index_dir={json.dumps(str(tmp_path / 'ix'))}"
+    cfg = load_pipeline("tiny", [f"data.source={json.dumps(str(folder))}", index, "store.bits=0"])  # as cache_path
     out = tmp_path / "c.zarr"
     extract(cfg, str(teacher_path), str(out), max_units=2, show_progress=False)
     shard = folder / "train-0.tar"

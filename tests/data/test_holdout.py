@@ -54,7 +54,7 @@ def test_a_limit_takes_the_first_training_samples_and_holds_out_the_same(held: P
 
 def test_a_part_is_fingerprinted_by_its_own_samples(held: PipelineConfig, tmp_path: Path, dataset) -> None:
     """The fingerprint of the training part equals the fingerprint of shards that hold just those samples."""
-    from tests.conftest import write_shard
+    from conftest import write_shard
 
     train = load_images(held.data, "train")
     kept = np.setdiff1d(np.arange(64), held_out(held.data, 64))

@@ -449,7 +449,18 @@ def test_a_full_disk_is_one_line_and_the_cache_resumes_once_there_is_room(
 
     disk = FullDisk(monkeypatch)
     out = tmp_path / "c.zarr"
-    args = ["extract", "-t", str(teacher_path), "-d", tiny_cfg.data.source, "-o", str(out), "-q"]
+    args = [
+        "extract",
+        "-t",
+        str(teacher_path),
+        "-d",
+        tiny_cfg.data.source,
+        "-o",
+        str(out),
+        "-q",
+        "--set",
+        "store.bits=0",
+    ]
     disk.budget = 0  # full from the start: nothing to resume, start again
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1 and "Traceback" not in result.output
