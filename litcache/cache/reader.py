@@ -35,7 +35,7 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any
     return fsspec.core.url_to_fs(url, **(storage_opts(url, storage_options) or {}))
 
 
-def manifest_at(url: str, storage_options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def manifest_at(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The manifest of the litcache cache at ``url``, or None when ``url`` holds none."""
     try:
         group = zarr.open_group(url, mode="r", storage_options=storage_opts(url, storage_options))

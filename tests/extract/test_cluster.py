@@ -102,6 +102,7 @@ def test_the_cli_extracts_on_a_local_cluster(
 ) -> None:
     out = tmp_path / "cli.zarr"
     args = ["extract", "-t", teacher_path, "-d", data_dir, "-o", out, "--dask", "local:2", "--units-per-task", 3]
+    args += ["--set", "store.bits=0"]  # as cache_path
     result = CliRunner().invoke(main, [str(a) for a in args] + ["-q"])
     assert result.exit_code == 0, result.output
     assert "8 units written" in result.output and "complete" in result.output
