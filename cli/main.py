@@ -39,8 +39,8 @@ class LitcacheGroup(click.Group):
         try:
             return super().main(*args, **kwargs)
         finally:
-            if Path(sys.argv[0]).name in ("litcache", "__main__.py"):  # a litcache process (not a test runner):
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # its command is done; Ctrl-C while Python exits is moot
+            if _litcache_process():  # its command is done: a Ctrl-C while Python exits changes nothing
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -48,6 +48,13 @@ class LitcacheGroup(click.Group):
         except KeyboardInterrupt:  # before a command's own handler runs (click would print a bare "Aborted!")
             message = f"interrupted (Ctrl-C) before it started; nothing was written: run `{command_line()}`"
             raise Interrupted(message) from None
+
+
+def _litcache_process() -> bool:
+    """Whether this process is the ``litcache`` command (the script, or ``python -m litcache``), not a program that
+    calls ``main`` (a test runner), whose signal handling is its own."""
+    started = Path(sys.argv[0])
+    return started.name == "litcache" or (started.name == "__main__.py" and started.parent.name == "litcache")
 
 
 class _EchoNotices(logging.Handler):

@@ -7,6 +7,8 @@ and a real full disk.
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,6 +218,13 @@ def test_ctrl_c_while_the_cache_is_created_names_the_command_that_starts_it_agai
     assert run(*again).exit_code == 0
     a, b = zarr.open_group(str(cache_path), mode="r"), zarr.open_group(str(out), mode="r")
     assert np.array_equal(a["boundary/3"][...], b["boundary/3"][...])
+
+
+def test_the_command_line_leaves_its_callers_ctrl_c_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/site-packages/pytest/__main__.py"])  # as `python -m pytest` runs it
+    before = signal.getsignal(signal.SIGINT)
+    assert run("pipelines").exit_code == 0
+    assert signal.getsignal(signal.SIGINT) is before  # ignoring it would reach every process the caller starts
 
 
 def test_ctrl_c_in_a_command_that_writes_nothing(cache_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
