@@ -28,6 +28,12 @@ def gather(awaitables: Sequence[Awaitable[Any]]) -> list[Any]:
     return sync(run())
 
 
+def name(setting: Any) -> str | None:
+    """A codec setting's name (a Blosc cname or shuffle, a byte order): zarr 3.1 holds these as enums, later
+    versions as plain strings."""
+    return None if setting is None else str(getattr(setting, "value", setting))
+
+
 def chunk_key(arr: zarr.Array, index: int) -> str:
     """Store key of the ``index``-th stored object (chunk, or shard when sharded) along the row axis of ``arr``."""
     key = arr.metadata.encode_chunk_key((index,) + (0,) * (arr.ndim - 1))

@@ -11,8 +11,6 @@ import numcodecs
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, ZstdCodec
-from zarr.codecs.blosc import BloscCname
-from zarr.codecs.bytes import Endian
 from zlib_ng import zlib_ng
 
 from litcache.cache import _zarr
@@ -28,7 +26,7 @@ def build_codecs(cfg: StoreConfig) -> dict[str, Any]:
     if cfg.codec == "zstd":
         return {"compressors": ZstdCodec(level=cfg.level)}
     if cfg.codec in ("blosc-zstd", "blosc-lz4"):
-        cname = BloscCname(cfg.codec.removeprefix("blosc-"))
+        cname = cfg.codec.removeprefix("blosc-")
         blosc = BloscCodec(cname=cname, clevel=cfg.level, shuffle="shuffle", blocksize=cfg.blosc_blocksize)
         return {"compressors": blosc}
     return {"compressors": None}
@@ -76,11 +74,11 @@ class ChunkCodec:
             return None
         compressor: numcodecs.abc.Codec | None = None
         for i, codec in enumerate(codecs):
-            if isinstance(codec, BytesCodec) and codec.endian in (None, Endian(sys.byteorder)):
+            if isinstance(codec, BytesCodec) and _zarr.name(codec.endian) in (None, sys.byteorder):
                 continue
             if isinstance(codec, BloscCodec) and i == len(codecs) - 1:
-                shuffle = _BLOSC_SHUFFLE[codec.shuffle.value if codec.shuffle else "noshuffle"]
-                compressor = numcodecs.Blosc(codec.cname.value, codec.clevel, shuffle, codec.blocksize)
+                shuffle = _BLOSC_SHUFFLE[_zarr.name(codec.shuffle) or "noshuffle"]
+                compressor = numcodecs.Blosc(_zarr.name(codec.cname), codec.clevel, shuffle, codec.blocksize)
             elif isinstance(codec, ZstdCodec) and i == len(codecs) - 1:
                 compressor = numcodecs.Zstd(level=codec.level, checksum=codec.checksum)
             elif getattr(codec, "codec_config", {}).get("id") != "bitround":  # earlier versions' filter: decodes as is
