@@ -23,6 +23,7 @@ TABLE_KEYS = (
     "students_cost_ratio",
     "teacher_free_memory",
     "stream_vs_memory",
+    "storage_at_scale",
 )
 
 
@@ -59,8 +60,8 @@ def print_table(results: dict[str, Any]) -> None:
     for key in TABLE_KEYS:
         if key in results:
             r = results[key]
-            unit = " MB" if key == "teacher_free_memory" else ""
-            print(f"{key:<24} {r['value']:>10.3f}{unit:<3}{r['target']:<22} {str(r['met']):<5}")
+            unit = {"teacher_free_memory": " MB", "storage_at_scale": " TB"}.get(key, "")
+            print(f"{key:<24} {r['value']:>10.3f}{unit:<4}{r['target']:<22} {str(r['met']):<5}")
     if "model_teachers" in results:
         print(f"\n{'model_teachers':<44} {'extract/fwd':>11} {'B/elem':>7} {'fwd ms/row':>10}")
         for row in results["model_teachers"]["value"]:

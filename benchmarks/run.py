@@ -25,6 +25,7 @@ from bench_data import bench_data
 from bench_extract import bench_extract
 from bench_lit import bench_lit
 from bench_models import bench_models
+from bench_scale import bench_scale
 from bench_stream import bench_stream
 from common import DATA, RESULTS, STUDENT, log, rmtree
 from harness import Bench
@@ -40,6 +41,7 @@ STAGES: dict[str, Callable[[Bench], None]] = {  # in the order they run
     "stream": bench_stream,
     "lit": bench_lit,
     "models": bench_models,
+    "scale": bench_scale,
     "data": bench_data,
 }
 

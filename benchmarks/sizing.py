@@ -44,6 +44,7 @@ def plan(mode: str, t_row: float) -> dict[str, int]:
         data_reps=5,
         teacher_images=2000 if quick else 5000,  # a real teacher trained here when none is at hand
         teacher_epochs=1 if quick else 3,
+        scale_images=16 if quick else 128,  # 224-px ResNet-50 rows a store setting (storage_at_scale)
     )
 
 
