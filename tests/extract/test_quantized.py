@@ -145,6 +145,20 @@ def test_a_cache_without_pixels_regenerates_the_same_views(without_pixels, cache
         CacheStream(cache, names, cfg.stream, rank=0, world=1)
 
 
+def test_sections_trained_without_pixels_are_those_trained_with_them(
+    without_pixels, cache_path: Path, tiny_cfg: PipelineConfig, tmp_path: Path
+) -> None:
+    """No-input mode costs no accuracy, to the bit: the views made again train the very same weights."""
+    cfg, path = without_pixels
+    made = train_sections(cfg, str(path), tmp_path / "made", section=1, epochs=1, show_progress=False)
+    kept = train_sections(tiny_cfg, str(cache_path), tmp_path / "kept", section=1, epochs=1, show_progress=False)
+    assert made[-1]["loss"] == kept[-1]["loss"]
+    a = torch.load(tmp_path / "made" / "section-s1.pt", weights_only=True)
+    b = torch.load(tmp_path / "kept" / "section-s1.pt", weights_only=True)
+    weights = [k for k, v in a["state_dict"].items() if v.is_floating_point()]
+    assert weights and all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in weights)
+
+
 def test_a_view_that_does_not_match_is_named(without_pixels, tmp_path: Path) -> None:
     cfg, path = without_pixels
     shutil.copytree(path, tmp_path / "c.zarr")
