@@ -223,7 +223,7 @@ class Claim:
                 else:
                     p.unlink(missing_ok=True)
             if self.folder and (self.marker is None or self.settings is not None):
-                record = {"format": MARKER_FORMAT, "command": self.command, "created": _now()}
+                record: dict[str, Any] = {"format": MARKER_FORMAT, "command": self.command, "created": _now()}
                 if self.settings is not None:
                     record["settings"] = self.settings
                 write_text(self.path / MARKER, json.dumps(record, indent=2) + "\n")

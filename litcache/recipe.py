@@ -116,7 +116,7 @@ def run_pipeline(
     save_resolved(cfg, out / "config.yaml")
     rows: list[dict[str, Any]] = []
     teacher_path = teacher or str(out / "teacher.pt")
-    seconds = 0.0 if teacher is not None else previous.get("teacher")
+    seconds: float | None = 0.0 if teacher is not None else previous.get("teacher")
     if teacher is None and not Path(teacher_path).is_file():
         _, seconds = _timed(
             train_teacher, cfg, teacher_path, limit=limit, resume=claim.resuming, show_progress=show_progress
@@ -136,8 +136,9 @@ def run_pipeline(
         overwrite=creating,
         show_progress=show_progress,
     )
-    if not written["units_written"] and previous.get("extract") is not None:
-        extract_s = previous["extract"]  # nothing extracted this time: the time it took when it was
+    earlier = previous.get("extract")
+    if not written["units_written"] and earlier is not None:
+        extract_s = earlier  # nothing extracted this time: the time it took when it was
     cache_summary = summarize(open_cache(cache_url))
 
     def evaluate_row(name: str, path: str, wall: float | None) -> None:

@@ -27,7 +27,7 @@ def build_codecs(cfg: StoreConfig) -> dict[str, Any]:
         return {"compressors": ZstdCodec(level=cfg.level)}
     if cfg.codec in ("blosc-zstd", "blosc-lz4"):
         cname = cfg.codec.removeprefix("blosc-")
-        blosc = BloscCodec(cname=cname, clevel=cfg.level, shuffle="shuffle", blocksize=cfg.blosc_blocksize)
+        blosc = BloscCodec(cname=cast(Any, cname), clevel=cfg.level, shuffle="shuffle", blocksize=cfg.blosc_blocksize)
         return {"compressors": blosc}
     return {"compressors": None}
 

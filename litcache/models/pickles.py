@@ -15,6 +15,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 # what a weights-only file may import besides torch's own tensor, storage and dtype helpers
 SAFE_GLOBALS = frozenset(
@@ -46,7 +47,7 @@ def torch_free_safe(name: str) -> bool:
     return name in SAFE_GLOBALS or _TORCH_SAFE.match(name) is not None
 
 
-def _globals(stream: io.BufferedIOBase | io.BytesIO) -> Iterator[str]:
+def _globals(stream: IO[bytes]) -> Iterator[str]:
     """The globals of the pickles at ``stream``, one pickle after another, until the data stops being pickles."""
     while True:
         strings: list[str] = []  # STACK_GLOBAL takes its module and name from the two strings pushed before it
@@ -78,7 +79,7 @@ def pickle_globals(path: str | Path) -> list[str]:
                         found.update(_globals(io.BytesIO(z.read(name))))
         else:
             with open(path, "rb") as f:
-                found.update(_globals(f))  # type: ignore[arg-type]
+                found.update(_globals(f))
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
         pass  # unreadable: not code as far as can be told; the caller reports what it could not read
     return sorted(found)
