@@ -60,6 +60,26 @@ def test_bit_planes_hold_the_most_significant_bit_first(bits: int) -> None:
     np.testing.assert_array_equal(q.unpack_planes(packed, bits, (11,)), codes)
 
 
+@pytest.mark.parametrize("bits", q.BITS)
+@pytest.mark.parametrize("shape", [*SHAPES.values(), (3, 5, 7), (300,), (2, 40, 40)])
+def test_unpacking_and_dequantising_follow_the_formula_element_by_element(bits: int, shape: tuple[int, ...]) -> None:
+    """The readers' table look-ups (eight codes a word, one table a channel) against numpy's unpackbits, one bit
+    at a time, and (q - z)·s in float32 for every element."""
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 2**bits, size=(6, *shape), dtype=np.uint8)
+    packed = q.pack_planes(codes, bits)
+    planes, n = packed.reshape(6, bits, -1), codes[0].size
+    one_bit_at_a_time = sum(np.unpackbits(planes[:, j], axis=1, count=n) << (bits - 1 - j) for j in range(bits))
+    np.testing.assert_array_equal(q.unpack_planes(packed, bits, shape), one_bit_at_a_time.reshape(codes.shape))
+    axis = q.channel_axis(shape)
+    params = np.stack([rng.uniform(0.01, 1.0, shape[axis]), rng.integers(0, 2**bits, shape[axis])]).astype(np.float32)
+    broadcast = [i for i in range(len(shape) + 1) if i != axis + 1]
+    s, z = np.expand_dims(params[0], broadcast), np.expand_dims(params[1], broadcast)
+    for dtype in ("float16", "float32"):
+        expected = ((codes.astype(np.float32) - z) * s).astype(dtype)
+        np.testing.assert_array_equal(q.dequantize(packed, params, bits, shape, dtype), expected)
+
+
 def quantized_cache(path: Path, bits: int = 4, units: int = 3, rows_per_unit: int = 5) -> dict[str, np.ndarray]:
     """A cache of ``units`` units whose boundaries are the codes of random activations; returns what went in."""
     rng = np.random.default_rng(0)
