@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "quantized"
@@ -112,7 +113,38 @@ def collect() -> dict[str, object]:
             f"{r['pair']:<18} {r['store']:>8} {r['variant']:<20} {r['metric']} {r['mean']:.4f} ({seeds}) "
             f"cache {r['cache_bytes'] / 1e9:.2f} GB"
         )
+    print("\n" + markdown_table(rows))
     return summary
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """BENCHMARKS.md's table: each store against float16 of the same pair and variant, in points (x 100), with
+    the seed spread (max - min over seeds) of both; a difference inside the larger spread is within the noise
+    two seeds show."""
+    base = {(r["pair"], r["variant"]): r for r in rows if r["store"] == "float16"}
+    lines = [
+        "| pair | objective | store | per seed | mean | vs float16 | seed spread | inside it | cache GB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        f16 = base.get((r["pair"], r["variant"]))
+        spread = max(r["per_seed"]) - min(r["per_seed"])
+        scale = 100 if r["metric"] == "accuracy" else 1  # accuracy in points, PSNR in dB
+        unit = " pts" if scale == 100 else " dB"
+        if f16 is None or f16 is r:
+            diff, inside = "", ""
+        else:
+            delta = r["mean"] - f16["mean"]
+            widest = max(spread, max(f16["per_seed"]) - min(f16["per_seed"]))
+            diff = f"{scale * delta:+.2f}{unit}"
+            inside = "yes" if abs(delta) <= widest else "no"
+        label = "bits" if r["store"] != "float16" else ""
+        lines.append(
+            f"| {r['pair']} | {r['variant']} | {r['store']} {label} | "
+            + " / ".join(f"{a:.4f}" for a in r["per_seed"])
+            + f" | {r['mean']:.4f} | {diff} | {scale * spread:.2f}{unit} | {inside} | {r['cache_bytes'] / 1e9:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def row_of(pair: str, store: str, variant: str, metric: str, path: Path) -> dict[str, object]:
