@@ -1,10 +1,12 @@
 """The models stage: ``model_teachers``, extract_overhead and bytes_per_element of a torchvision and a timm
-teacher, beside the ResNet-20 row of the extract stage."""
+teacher, beside the ResNet-20 row of the extract stage, each with its per-boundary figures (``per_boundary``:
+bytes an element, relative RMS error, encode MB/s on one core; :mod:`boundary_report`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from boundary_report import ENCODE_NOTE, boundary_report
 from common import WORK, cached_load_images, forward_only, log, median, rmtree, timed_extract
 from harness import Bench
 
@@ -36,9 +38,15 @@ def model_teacher(bench: Bench, label: str, spec: ModelConfig, teacher_overrides
     return str(path)
 
 
-def resnet20_row(results: dict[str, Any]) -> dict[str, Any]:
-    """The extract stage's ResNet-20 row, from its extract_overhead and bytes_per_element."""
-    eo, bpe = results["extract_overhead"], results["bytes_per_element"]
+ERROR_ROWS = 256  # rows a teacher recomputes for the per-boundary error (whole units from the first)
+
+
+def resnet20_row(bench: Bench) -> dict[str, Any]:
+    """The extract stage's ResNet-20 row, from its extract_overhead and bytes_per_element, and the per-boundary
+    figures of its cache."""
+    eo, bpe = bench.results["extract_overhead"], bench.results["bytes_per_element"]
+    teacher, _ = load_model(bench.real_teacher[0])
+    per_boundary = boundary_report(open_cache(str(bench.real_cache)), teacher, rows=ERROR_ROWS)
     return {
         "teacher": "CIFAR resnet20 (the extract stage's row)",
         "extract_overhead": eo["value"],
@@ -46,6 +54,7 @@ def resnet20_row(results: dict[str, Any]) -> dict[str, Any]:
         "rows": eo["rows"],
         "forward_ms_per_row": 1e3 * eo["median_forward_only_s"] / eo["rows"],
         "training": eo["teacher"],
+        "per_boundary": per_boundary,
     }
 
 
@@ -65,7 +74,8 @@ def measure_teacher(bench: Bench, label: str, spec: ModelConfig, overrides: dict
     for _ in range(reps):
         ext.append(timed_extract(cfg, path, out, n)["seconds"])
         base.append(forward_only(teacher, images, cfg, rows_per_unit, rows))
-    s = summarize(open_cache(str(out)))
+    cache = open_cache(str(out))
+    s = summarize(cache)
     row = {
         "teacher": label,
         "extract_overhead": median(ext) / median(base),
@@ -77,6 +87,7 @@ def measure_teacher(bench: Bench, label: str, spec: ModelConfig, overrides: dict
         "boundary_shapes": s["boundary_shapes"],
         "b0": s["teacher"]["b0"],
         "training": f"{meta.get('epochs')} epoch(s) on {meta.get('samples')} CIFAR-10 images",
+        "per_boundary": boundary_report(cache, teacher, rows=ERROR_ROWS),
     }
     log(
         f"{label}: extract/forward {row['extract_overhead']:.3f}, {row['bytes_per_element']:.3f} B/elem, "
@@ -89,7 +100,7 @@ def measure_teacher(bench: Bench, label: str, spec: ModelConfig, overrides: dict
 def bench_models(bench: Bench) -> None:
     """model_teachers: extract_overhead and bytes_per_element of a torchvision and a timm teacher, beside the
     ResNet-20 row of this run (the extract stage)."""
-    rows_table = [resnet20_row(bench.results)] if "extract_overhead" in bench.results else []
+    rows_table = [resnet20_row(bench)] if "extract_overhead" in bench.results else []
     for label, (spec, overrides) in MODEL_TEACHERS.items():
         rows_table.append(measure_teacher(bench, label, spec, overrides))
     bench.results["model_teachers"] = {
@@ -98,5 +109,6 @@ def bench_models(bench: Bench) -> None:
         "met": None,
         "note": "extract() vs its forward-only loop (ABAB, medians) and stored bytes per boundary element under "
         "the default store settings, real CIFAR-10 images at 32 px; the torchvision and timm teachers are "
-        "trained briefly here (activation statistics, and so compressibility, depend on training)",
+        "trained briefly here (activation statistics, and so compressibility, depend on training); per_boundary: "
+        + ENCODE_NOTE,
     }
