@@ -47,7 +47,8 @@ CONTINUES = {
     "quickstart": "",
     "report": "--overwrite",  # a report is made again
 }
-_HINT = re.compile(r"`litcache [\w-]+ \.\.\.(?: (--[\w-]+))?`")
+_HINT = re.compile(r"`litcache ([\w-]+) \.\.\.(?: (--[\w-]+))?`")
+WHOLE_RUNS = ("run", "quickstart")  # they run every stage: a stage's hint is continued by the run's own command
 
 
 class Interrupted(click.ClickException):
@@ -75,11 +76,16 @@ def _command() -> str:
 
 
 def exact(message: str) -> str:
-    """``message`` with each `` `litcache CMD ... --FLAG` `` replaced by the exact command line that does it."""
-    continues = CONTINUES.get(_command())
+    """``message`` with each `` `litcache CMD ... --FLAG` `` replaced by the exact command line that does it, when
+    CMD is the command being run (or a stage of the whole run being run); a hint that names another command (a
+    cache to extract again, given to ``train-sections``) stays as it is: this command line has no such flag."""
+    command = _command()
+    continues = CONTINUES.get(command)
 
     def sub(m: re.Match[str]) -> str:
-        flag = m.group(1) or ""
+        if m.group(1) != command and command not in WHOLE_RUNS:
+            return m.group(0)
+        flag = m.group(2) or ""
         if continues == "" and flag == "--resume":  # run and quickstart resume by being run again
             flag = ""
         return f"`{command_line(flag)}`"
@@ -95,7 +101,7 @@ def _interrupted(exc: KeyboardInterrupt) -> str:
     flag = CONTINUES.get(_command())
     if flag is None:  # evaluate, inspect, verify: nothing written
         return f"interrupted (Ctrl-C); nothing was written: run it again with `{command_line()}`"
-    named = [m.group(1) or "" for m in map(_HINT.fullmatch, notes) if m]
+    named = [m.group(2) or "" for m in map(_HINT.fullmatch, notes) if m]
     if named and flag:  # run and quickstart continue by being run again, whatever their stages would say
         flag = named[-1]
     said = f"interrupted (Ctrl-C); {kept}" if kept else "interrupted (Ctrl-C) before this run wrote anything"

@@ -77,7 +77,10 @@ def report_cmd(
     cfg = resolve(pipeline, overrides, data)
     evaluate = None
     if data is not None:
+        from litcache.data import check_source
         from litcache.train.supervised import evaluate_checkpoint
+
+        check_source(cfg.data, "test")  # a missing data folder is refused before any work, not noted per model
 
         def evaluate(path: str) -> dict[str, Any]:
             return evaluate_checkpoint(path, cfg, test_limit)

@@ -19,9 +19,10 @@ from typing import Any
 from litcache.cache.reader import manifest_at, open_cache
 from litcache.cache.summary import summarize
 from litcache.config import PipelineConfig, save_resolved
+from litcache.data import check_source, load_images
 from litcache.errors import OutputError
 from litcache.extract.run import extract
-from litcache.models.checkpoint import read_weights_file
+from litcache.models.checkpoint import load_teacher
 from litcache.outputs import claim_folder, say, write_text
 from litcache.train.supervised import evaluate_checkpoint, train_teacher
 from litcache.train.trainer import train_end_to_end, train_sections
@@ -58,6 +59,22 @@ def _differences(was: dict[str, Any], now: dict[str, Any], names: dict[str, str]
     keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     label = lambda k: names.get(k, k.removeprefix("pipeline."))  # noqa: E731
     return [f"{label(k)} {a.get(k, '(unset)')} (now {b.get(k, '(unset)')})" for k in keys]
+
+
+def _started(out: Path) -> bool:
+    """Whether a run in ``out`` has written anything of its stages (more than its config)."""
+    return any(p.name != "config.yaml" for pattern in RUN_OUTPUTS for p in out.glob(pattern))
+
+
+def _check_inputs(cfg: PipelineConfig, teacher: str | None, limit: int | None) -> None:
+    """Refuse, before the run's folder is written, what would stop it later: data that is not there, a teacher
+    that is missing, corrupt, holds code or is not the pipeline's ``teacher.model`` (as ``extract`` refuses it)."""
+    d = cfg.data
+    check_source(d, "train")
+    check_source(d, "test")
+    if teacher is not None:
+        data_classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
+        load_teacher(teacher, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories(), require_spec=True)
 
 
 def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -98,7 +115,9 @@ def run_pipeline(
     settings = json.loads(json.dumps(settings))  # as the marker keeps it (tuples are lists there)
     claim = claim_folder(out, command, RUN_OUTPUTS, resume=not overwrite, overwrite=overwrite)
     was = (claim.marker or {}).get("settings")
-    if claim.resuming and was != settings:
+    if claim.resuming and not _started(out):  # stopped before any stage wrote a thing: nothing to continue
+        claim.resuming = False
+    elif claim.resuming and was != settings:
         names = {"limit": "--samples" if command == "quickstart" else "--limit", "test_limit": "--test-limit"}
         differs = _differences(was or {}, settings, names | {"teacher": "--teacher", "baselines": "--baselines"})
         raise OutputError(
@@ -106,8 +125,7 @@ def run_pipeline(
             f"{f' and {len(differs) - 4} more' if len(differs) > 4 else ''}; run it with the same settings to "
             "continue it, pass --overwrite to replace it, or choose another folder"
         )
-    if teacher is not None:
-        read_weights_file(teacher)  # a missing, corrupt or code-holding teacher is refused before any work
+    _check_inputs(cfg, teacher, limit)
     claim.settings = settings
     claim.take()
     if claim.resuming:

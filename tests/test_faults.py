@@ -255,6 +255,14 @@ def test_ctrl_c_in_a_command_that_writes_nothing(cache_path: Path, monkeypatch: 
             ["extract", "-t", "{teacher}", "-d", "{data}", "-o", "c.zarr", "--set", "extract.views=[1"],
             "line 1, column 3",
         ),
+        (["run", "-t", "{teacher}", "-o", "run", "-d", "no/such/folder"], "data folder no/such/folder is missing"),
+        (["quickstart", "-o", "qs", "-d", "no/such/folder"], "data folder no/such/folder is missing"),
+        (["report", "{cache}", "-o", "r", "-d", "no/such/folder"], "data folder no/such/folder is missing"),
+        (["run", "-t", "notes.txt", "-o", "run", "-d", "{data}"], "cannot read checkpoint notes.txt"),
+        (["train-sections", "-c", "{cache}", "-t", "notes.txt", "-o", "s"], "cannot read checkpoint notes.txt"),
+        (["kd", "-c", "{cache}", "-s", "notes.txt", "-o", "kd.pt"], "notes.txt is a file, not a sections folder"),
+        (["kd", "-c", "{cache}", "-s", "{cache}", "-o", "kd.pt"], "cache.zarr holds no section checkpoints"),
+        (["report", "notes.txt", "-o", "r"], "notes.txt holds nothing to report"),
     ],
 )
 def test_bad_paths_are_one_line_before_any_work(
@@ -274,16 +282,22 @@ def test_bad_paths_are_one_line_before_any_work(
 
 
 def test_extract_refuses_a_teacher_that_is_not_the_pipelines(
-    teacher_path: Path, data_args: list[str], tmp_path: Path
+    cache_path: Path, teacher_path: Path, data_args: list[str], tmp_path: Path
 ) -> None:
     other = tmp_path / "resnet14.pt"
     save_model(build_model("resnet14"), other)
-    for command in (["extract", "-o", tmp_path / "c.zarr"], ["run", "-o", tmp_path / "run", "--limit", "16"]):
+    commands = [
+        ["extract", "-o", tmp_path / "c.zarr"],
+        ["run", "-o", tmp_path / "run", "--limit", "16"],
+        ["train-sections", "-c", cache_path, "-o", tmp_path / "online"],  # the online baselines' teacher
+        ["kd", "-c", cache_path, "--from-scratch", "-o", tmp_path / "online.pt"],
+    ]
+    for command in commands:
         line = error_line(run(*command, "-t", other, *data_args))
         assert (
             f"teacher {other} is resnet14, the pipeline's teacher.model is resnet8: its depth=14 (pipeline: 8)" in line
         )
-    assert not (tmp_path / "c.zarr").exists() and not (tmp_path / "run" / "cache.zarr").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet14.pt"]  # no folder begun, no run claimed
     wanted = ["--set", "teacher.model={name: resnet8, sections: [layer1, layer2]}"]
     line = error_line(run("extract", "-t", teacher_path, *data_args, *wanted, "-o", tmp_path / "c.zarr"))
     assert "sections ['layer1', 'layer2', 'layer3'] (pipeline: ['layer1', 'layer2'])" in line
@@ -302,14 +316,28 @@ PIPELINE_COMMANDS: dict[str, Callable[[Path, Path, Path], list[str]]] = {
 }
 
 
+# a factory module that is not there, and two that are but fail as they are imported
+BROKEN_MODULES = {
+    "missing": ("", "No module named 'no_such_package'"),
+    "syntax": ("def build(:\n", "importing it raised SyntaxError: invalid syntax"),
+    "raises": ("raise RuntimeError('needs a GPU')\n", "importing it raised RuntimeError: needs a GPU"),
+}
+
+
+@pytest.mark.parametrize("broken", list(BROKEN_MODULES))
 @pytest.mark.parametrize("command", list(PIPELINE_COMMANDS))
 def test_a_pipeline_naming_a_factory_that_cannot_be_imported_is_refused_by_every_command(
-    command: str, cache_path: Path, teacher_path: Path, data_args: list[str], tmp_path: Path
+    command: str, broken: str, cache_path: Path, teacher_path: Path, data_args: list[str], tmp_path: Path
 ) -> None:
     args = PIPELINE_COMMANDS[command](cache_path, teacher_path, tmp_path / "out")
-    bad = ["--set", "train.student={factory: no_such_package.models:build, sections: [a, b, c]}"]
+    source, said = BROKEN_MODULES[broken]
+    module = "no_such_package.models"
+    if source:
+        module = str(tmp_path / f"user_{broken}.py")
+        Path(module).write_text(source)
+    bad = ["--set", f"train.student={{factory: '{module}:build', sections: [a, b, c]}}"]
     line = error_line(run(*args, *data_args, *bad))
-    assert "train.student: cannot import model factory module 'no_such_package.models'" in line
+    assert f"train.student: cannot import model factory module '{module}'" in line and said in line, line
     assert not (tmp_path / "out").exists()
 
 
@@ -349,3 +377,53 @@ def test_quickstart_resumes_the_same_run_and_refuses_another(
     assert (tmp_path / "qs" / "teacher.pt").stat().st_mtime_ns != written  # trained again (the 64 samples: same bytes)
     assert (tmp_path / "qs" / "teacher.pt").read_bytes() == teacher
     assert not (tmp_path / "qs" / "students").exists() and not (tmp_path / "qs" / "results.json").exists()
+
+
+def test_a_hint_that_names_another_command_keeps_its_command(
+    cache_copy: Path, data_args: list[str], tmp_path: Path
+) -> None:
+    group = zarr.open_group(str(cache_copy), mode="r+")
+    group.attrs["litcache"] = {**group.attrs["litcache"], "creating": True}  # type: ignore[dict-item]
+    for args in (["inspect", cache_copy], ["verify", cache_copy], ["train-sections", "-c", cache_copy]):
+        extra = ["-o", tmp_path / "s", *data_args] if args[0] == "train-sections" else []
+        line = error_line(run(*args, *extra))
+        assert "run `litcache extract ... --overwrite` to start it again" in line, line  # not `litcache inspect`
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_list_of_differences_is_one_line(
+    cache_copy: Path, teacher_path: Path, data_args: list[str], tmp_path: Path
+) -> None:
+    line = error_line(run("extract", "-t", teacher_path, *data_args, "-o", cache_copy, "--views", "3", "--resume"))
+    assert "it was extracted with different settings (views: cache has 2, this run has 3; rows: cache has" in line
+    assert line.endswith("resume with the same settings, or pass --overwrite to start again")
+
+
+def test_report_refuses_a_target_it_cannot_read(cache_copy: Path, teacher_path: Path, tmp_path: Path) -> None:
+    canary = tmp_path / "code-ran"
+    pickled = code_checkpoint(tmp_path / "evil.pkl", canary, "pickle")  # not named like a checkpoint
+    assert CODE_SENTENCE in error_line(run("report", pickled, "-o", tmp_path / "r"))
+    assert not canary.exists()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(teacher_path.read_bytes()[:5000])
+    assert f"cannot read checkpoint {cut}: " in error_line(run("report", cut, "-o", tmp_path / "r"))
+    group = zarr.open_group(str(cache_copy), mode="r+")
+    group.attrs["litcache"] = {**group.attrs["litcache"], "format_version": 1}  # type: ignore[dict-item]
+    line = error_line(run("report", cache_copy, "-o", tmp_path / "r"))
+    assert line.startswith(f"Error: nothing to report: {cache_copy}: ") and "cache format version 1" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_stopped_before_any_stage_wrote_takes_other_settings(
+    data_args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("litcache.recipe.train_teacher", interrupted)  # before the teacher wrote a thing
+    args = ["run", *data_args, "-o", tmp_path / "run"]
+    error_line(run(*args, "--limit", "16"), code=130)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".litcache-output.json", "config.yaml"]
+    error_line(run(*args, "--limit", "32"), code=130)  # not refused: there was nothing to continue
+    settings = json.loads((tmp_path / "run" / ".litcache-output.json").read_text())["settings"]
+    assert settings["limit"] == 32

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from litcache.data.images import ImageSet, forget_opened, load_images
+from litcache.data.images import ImageSet, check_source, forget_opened, load_images
 from litcache.data.index import SampleIndex, build_index, open_index
 from litcache.data.loader import eval_batches, iter_views, make_eval_views, make_views
 from litcache.data.prefetch import prefetch
@@ -33,6 +33,7 @@ __all__ = [
     "ImageSet",
     "SampleIndex",
     "build_index",
+    "check_source",
     "crop_params",
     "eval_batches",
     "find_files",

@@ -310,6 +310,13 @@ def load_images(cfg: DataConfig, split: str = "train", limit: int | None = None)
     return _OPENED[key]
 
 
+def check_source(cfg: DataConfig, split: str = "train") -> None:
+    """Refuse, before any work, a source without files for ``split``: a missing folder is called missing, one
+    without shards or images says so. torchvision's sets pass (they are downloaded when opened)."""
+    if torchvision_name(cfg) is None:
+        find_files(cfg, files_split(split))
+
+
 def forget_opened() -> None:
     """Drop the splits kept in this process (benchmarks time opening them)."""
     _OPENED.clear()

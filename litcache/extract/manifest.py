@@ -148,7 +148,6 @@ def check_resumable(cache: CacheWriter, manifest: Mapping[str, Any]) -> None:
             diffs.append(f"{key}: cache has {old}, this run has {new}")
     if diffs:
         raise CacheError(
-            f"cannot resume {cache.url}: it was extracted with different settings:\n  "
-            + "\n  ".join(diffs)
-            + "\nresume with the same settings, or pass --overwrite to start again"
+            f"cannot resume {cache.url}: it was extracted with different settings ({'; '.join(diffs)}); resume with "
+            "the same settings, or pass --overwrite to start again"
         )

@@ -87,6 +87,6 @@ def check_compatible(
             lines.append(f"boundary {k} ({where}): {expected_name} {e}, {actual_name} {a}")
     if lines:
         raise CompatibilityError(
-            f"{actual_name} does not fit {expected_name}; LIT needs as many sections and the same boundary shapes:\n  "
-            + "\n  ".join(lines)
+            f"{actual_name} does not fit {expected_name}; LIT needs as many sections and the same boundary shapes: "
+            + "; ".join(lines)
         )

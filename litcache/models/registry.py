@@ -27,6 +27,7 @@ from litcache.models.specs import TRUSTED_MODULES, describe, resolve_spec
 def import_factory(factory: str) -> Callable[..., nn.Module]:
     """The callable ``package.module:function`` (or ``path/to/file.py:function``) names."""
     module_name, sep, attr = factory.rpartition(":")
+    loading = None  # a module run from a file path, while it runs
     if not sep or not module_name or not attr:
         raise ConfigError(f"model factory {factory!r} must look like package.module:function")
     try:
@@ -35,7 +36,7 @@ def import_factory(factory: str) -> Callable[..., nn.Module]:
             spec = importlib.util.spec_from_file_location(path.stem, path)
             if spec is None or spec.loader is None or not path.is_file():
                 raise ImportError(f"no file {path}")
-            module = importlib.util.module_from_spec(spec)
+            module = loading = importlib.util.module_from_spec(spec)
             sys.modules.setdefault(path.stem, module)
             spec.loader.exec_module(module)
         else:
@@ -43,6 +44,14 @@ def import_factory(factory: str) -> Callable[..., nn.Module]:
     except ImportError as exc:
         extra = " (pip install 'litcache[timm]')" if module_name.split(".")[0] == "timm" else ""
         raise ConfigError(f"cannot import model factory module {module_name!r}{extra}: {exc}") from exc
+    except Exception as exc:  # the module's own code failed (a syntax error, an error at import): still one line
+        if loading is not None and sys.modules.get(loading.__name__) is loading:
+            del sys.modules[loading.__name__]  # not half a module for the next import
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigError(
+            f"cannot import model factory module {module_name!r}: importing it raised {type(exc).__name__}"
+            f"{f': {first}' if first else ''}"
+        ) from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"model factory {factory!r}: module {module_name!r} has no function {attr!r}")

@@ -223,10 +223,10 @@ class SectionedModel(nn.Module):
         """Copy ``state`` (a teacher's :meth:`frozen_state`) in by name and freeze what lies outside the sections."""
         lines = state_mismatches(self.frozen_state(), state, source, "this model")
         if lines:
-            more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+            more = f"; and {len(lines) - 5} more" if len(lines) > 5 else ""
             raise CompatibilityError(
                 f"the parts outside the sections (stem and head) must match {source}'s by name and shape to be "
-                "copied:\n  " + "\n  ".join(lines[:20]) + more
+                f"copied: {'; '.join(lines[:5])}{more}"
             )
         self.load_state_dict(dict(state), strict=False)
         for name, p in self.named_parameters():

@@ -80,14 +80,13 @@ def _cache_summary(label: str, cache: Cache, runs: Sequence[Run]) -> dict[str, A
 
 
 def _open_caches(runs: Sequence[Run], left_out: list[str]) -> dict[str, list[tuple[str, Cache]]]:
-    """Per run label: its caches, opened (a cache that does not open is logged, added to ``left_out`` and skipped)."""
+    """Per run label: its caches, opened (a cache that does not open is added to ``left_out`` and skipped)."""
     out: dict[str, list[tuple[str, Cache]]] = {}
     for run in runs:
         for url in run.caches:
             try:
                 cache = open_cache(url)
             except CacheError as exc:
-                log.warning("%s: left out of the report: %s", url, exc)
                 left_out.append(f"{url}: {exc}")
                 continue
             label = run.label if Path(url) == run.root or url == str(run.root) else f"{run.label}/{run.relative(url)}"
@@ -123,6 +122,10 @@ def build_report(
     left_out: list[str] = []
     caches = _open_caches(runs, left_out)
     every_cache = [c for found in caches.values() for _, c in found]
+    if not every_cache and not any(r.logs or r.checkpoints or r.results for r in runs):  # all of it left out
+        raise ReportError(f"nothing to report: {'; '.join(left_out)}")
+    for reason in left_out:
+        log.warning("left out of the report: %s", reason)
     if input_shape is not None:
         shape, shape_source = tuple(int(d) for d in input_shape), "given with --input-shape"
     elif every_cache:

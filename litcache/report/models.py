@@ -64,12 +64,16 @@ def _teacher_from_cache(cache: Cache, trusted: Collection[str]) -> SectionedMode
     return build_model(m["teacher"]["model"], m["teacher"]["num_classes"])
 
 
-def _load(row: ModelRow, path: Path, trusted: Collection[str]) -> SectionedModel | None:
+def _load(row: ModelRow, path: Path, trusted: Collection[str], named: bool) -> SectionedModel | None:
+    """The model at ``path``; one found in a run that does not load is noted in its row, one the user ``named`` (or
+    a file that holds code, anywhere) is refused, as every command refuses it."""
     try:
         model, meta = load_model(path, trusted)
     except UnsafeCheckpointError:
-        raise  # a file that holds code is refused, as every command refuses it
+        raise
     except LitcacheError as exc:
+        if named:
+            raise
         row.notes.append(f"not loaded: {exc}")
         return None
     if row.role == "model":  # found on disk, not named by a results.json
@@ -123,10 +127,11 @@ def _row(
     input_shape: Sequence[int],
     trusted: Collection[str],
     evaluate: Evaluate | None,
+    named: bool = False,
 ) -> ModelRow:
-    """One model's size, scores and seconds, each with its source."""
+    """One model's size, scores and seconds, each with its source (``named``: the checkpoint is a report target)."""
     fingerprints = {c.manifest["teacher"]["fingerprint"]: c for c in caches}
-    model = _load(row, path, trusted) if path is not None and path.is_file() else None
+    model = _load(row, path, trusted, named) if path is not None and path.is_file() else None
     if model is None and row.role == "teacher" and caches:  # a teacher given as a plain state dict, or moved
         try:
             model = _teacher_from_cache(caches[0], trusted)
@@ -177,7 +182,7 @@ def model_rows(
     with progress_bar(total=len(candidates), desc=f"models of {run.label}", unit="model", enabled=show_progress) as bar:
         rows = []
         for row, rec, path in candidates:
-            rows.append(_row(row, rec, path, caches, input_shape, trusted, evaluate))
+            rows.append(_row(row, rec, path, caches, input_shape, trusted, evaluate, named=path == run.root))
             bar.update(1)
     if caches and not any(r.role == "teacher" for r in rows):
         row = ModelRow(run.label, "teacher (from the cache)", "teacher")

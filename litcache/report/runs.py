@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from litcache.errors import ReportError
+from litcache.errors import ReportError, UnsafeCheckpointError
+from litcache.models.pickles import code_globals, holds_code_message
 
 log = logging.getLogger(__name__)
 METRICS = "metrics.jsonl"
@@ -184,6 +185,9 @@ def find_runs(targets: list[str]) -> list[Run]:
             name = f"{Path(target).parent.name}/{name}"
         run = find_run(target, name)
         if not (run.logs or run.checkpoints or run.caches or run.results):
+            names = code_globals(target) if Path(target).is_file() else []
+            if names:  # whatever its name: the sentence every command says of such a file
+                raise UnsafeCheckpointError(holds_code_message(target, names))
             raise ReportError(
                 f"{target} holds nothing to report: no metrics.jsonl, model checkpoint, results.json or litcache cache"
             )

@@ -18,6 +18,7 @@ from litcache.errors import CheckpointError, CompatibilityError, ConfigError
 from litcache.models import SectionedModel, build_model, check_compatible, describe, probe, resolve_spec
 from litcache.models.checkpoint import atomic_torch_save, read_weights_file
 from litcache.models.registry import check_trusted
+from litcache.outputs import read_marker
 
 SECTION_FORMAT = "litcache-section"
 SECTION_VERSION = 2
@@ -92,11 +93,21 @@ def assemble_student(cache: Cache, sections_dir: str | Path, trusted: Collection
 def assemble(cache: Cache, sections_dir: str | Path, trusted: Collection[str] = ()) -> tuple[SectionedModel, int]:
     """The assembled student, and the run epoch its sections' training reached (the latest of them)."""
     sections_dir = Path(sections_dir)
+    if sections_dir.is_file():
+        raise CheckpointError(
+            f"{sections_dir} is a file, not a sections folder: give --student-sections the folder "
+            "`litcache train-sections -o` wrote"
+        )
     if not sections_dir.is_dir():
         raise CheckpointError(f"no sections folder {sections_dir}: run `litcache train-sections -o {sections_dir}`")
+    paths = [section_file(sections_dir, k) for k in range(1, cache.num_sections + 1)]
+    if not any(p.is_file() for p in paths) and (read_marker(sections_dir) or {}).get("command") != "train-sections":
+        raise CheckpointError(
+            f"{sections_dir} holds no section checkpoints (section-s1.pt, ...): give --student-sections the folder "
+            "`litcache train-sections -o` wrote"
+        )
     records = []
-    for k in range(1, cache.num_sections + 1):
-        path = section_file(sections_dir, k)
+    for k, path in enumerate(paths, start=1):
         if not path.is_file():
             raise CheckpointError(
                 f"{path} is missing: train it with `litcache train-sections --section {k} -o {sections_dir}`"

@@ -202,20 +202,21 @@ def _resumable_state(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def _prepare(cfg: PipelineConfig, cache_url: str, out: Path) -> tuple[Cache, torch.device]:
+def _prepare(cfg: PipelineConfig, cache_url: str) -> tuple[Cache, torch.device]:
     cache = open_cache(cache_url)
     cache.require_complete()
-    out.mkdir(parents=True, exist_ok=True)
     device = init_distributed(resolve_device(cfg.train.device))
     return cache, device
 
 
 def _load_teacher(cfg: PipelineConfig, path: str | None, cache: Cache, device: torch.device) -> SectionedModel | None:
-    """The online baselines' teacher, checked against the cache it stands in for."""
+    """The online baselines' teacher: the pipeline's ``teacher.model`` (a checkpoint of another model is refused,
+    naming both, as ``extract`` refuses it), checked against the cache it stands in for."""
     if path is None:
         return None
     m, d = cache.manifest, cfg.data
-    teacher = load_teacher(path, cfg.teacher.model, m["teacher"]["num_classes"], d.mean, d.std, cfg.factories())
+    classes = m["teacher"]["num_classes"]
+    teacher = load_teacher(path, cfg.teacher.model, classes, d.mean, d.std, cfg.factories(), require_spec=True)
     check_compatible(
         cache.boundary_shapes(),
         probe_boundaries(teacher, m["data"]["input_shape"]),
@@ -278,7 +279,7 @@ def train_sections(
     epochs = epochs or tc.epochs
     out = Path(out)
     claim = _claim(claim_folder, out, "train-sections", _section_outputs(section), resume=resume, overwrite=overwrite)
-    cache, device = _prepare(cfg, cache_url, out)
+    cache, device = _prepare(cfg, cache_url)
     n_sections = cache.num_sections
     if section is not None and not 1 <= section <= n_sections:
         raise ConfigError(f"--section must be in 1..{n_sections} for this cache, got {section}")
@@ -301,6 +302,7 @@ def train_sections(
     trainable = [p for p in model.parameters() if p.requires_grad]
     tag = "all" if section is None else f"s{section}"
     claim.take()
+    out.mkdir(parents=True, exist_ok=True)  # under torchrun, rank 0 alone takes the claim
     save_resolved(cfg, out / (f"config-{tag}.yaml" if section is not None else "config.yaml"))
     metrics = out / "metrics.jsonl"
     if not resume and metrics.exists() and section is None:
@@ -367,7 +369,7 @@ def train_end_to_end(
     out = Path(out)
     own = lambda path: made_by(path) == "kd"  # noqa: E731
     claim = _claim(claim_file, out, "kd", KD_SIDECARS, own, resume=resume, overwrite=overwrite, example="student.pt")
-    cache, device = _prepare(cfg, cache_url, out.parent)
+    cache, device = _prepare(cfg, cache_url)
     first_epoch = 0
     if sections_dir is not None:
         model, first_epoch = assemble(cache, sections_dir, cfg.factories())
@@ -383,6 +385,7 @@ def train_end_to_end(
     )
     trainable = [p for p in model.parameters() if p.requires_grad]
     claim.take()
+    out.parent.mkdir(parents=True, exist_ok=True)  # under torchrun, rank 0 alone takes the claim
     save_resolved(cfg, out.with_name(out.name + ".config.yaml"))
     metrics = out.with_name(out.name + ".metrics.jsonl")
     if not resume and metrics.exists():
