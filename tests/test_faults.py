@@ -6,6 +6,7 @@ and a real full disk.
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import sys
@@ -84,33 +85,65 @@ def test_own_output_is_replaced_only_with_overwrite(cache_path: Path, data_args:
     assert len((tmp_path / "kd.pt.metrics.jsonl").read_text().splitlines()) == 1  # the old run's log went with it
 
 
-def _evil_inputs(tmp_path: Path, canary: Path) -> dict[str, Path]:
-    evil = code_checkpoint(tmp_path / "evil.pt", canary)
-    sections = tmp_path / "sections"
+# where a user's own file may sit beside or inside each command's output, which --overwrite must leave alone
+BESIDE = {
+    "train-teacher": "t.pt.notes",
+    "train-sections": "out/notes.txt",
+    "kd": "t.pt.notes",
+    "report": "out/notes.txt",
+}
+
+
+@pytest.mark.parametrize("command", ["train-teacher", "extract", "train-sections", "kd", "report"])
+def test_each_command_replaces_its_own_output_only_with_overwrite_and_nothing_else(
+    command: str, cache_path: Path, teacher_path: Path, data_args: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / ("t.pt" if command in FILE_OUTPUTS else "out")
+    args = [*writers(cache_path, teacher_path)[command], *data_args, "-o", out]
+    assert run(*args).exit_code == 0
+    mine = tmp_path / BESIDE[command] if command in BESIDE else None
+    if mine is not None:
+        mine.write_text("the user's")
+    before = listing(tmp_path)
+    line = error_line(run(*args))
+    assert str(out) in line and "--overwrite" in line, line
+    assert listing(tmp_path) == before  # refused: nothing changed
+    result = run(*args, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert mine is None or mine.read_text() == "the user's"  # only what the command made was replaced
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def checkpoint_readers(
+    bad: Callable[[Path], object], cache: Path, data_args: list[str], tmp_path: Path
+) -> dict[str, list[str | Path]]:
+    """Every command that reads a checkpoint, given the file ``bad`` writes (as its teacher, model, sections or
+    training state); their outputs under ``tmp_path / "out"``."""
+    sections, out = tmp_path / "sections", tmp_path / "out"
     sections.mkdir()
-    for k in (1, 2, 3):
-        code_checkpoint(sections / f"section-s{k}.pt", canary)
-    code_checkpoint(tmp_path / "t.pt.train-state.pt", canary)
-    return {"evil": evil, "sections": sections}
+    for path in [tmp_path / "given.pt", tmp_path / "t.pt.train-state.pt"] + [
+        sections / f"section-s{k}.pt" for k in (1, 2, 3)
+    ]:
+        bad(path)
+    given = tmp_path / "given.pt"
+    return {
+        "evaluate": ["evaluate", "-m", given, *data_args],
+        "report": ["report", given, "-o", out, *data_args],
+        "inspect": ["inspect", given],
+        "extract": ["extract", "-t", given, "-o", out / "c.zarr", *data_args],
+        "verify": ["verify", cache, "--teacher", given, *data_args],
+        "train-sections": ["train-sections", "-c", cache, "--teacher", given, "-o", out / "s", *data_args],
+        "kd": ["kd", "-c", cache, "-s", sections, "-o", out / "kd.pt", *data_args],
+        "run": ["run", "-t", given, "-o", out / "run", "--limit", "16", *data_args],
+        "train-teacher": ["train-teacher", "-o", tmp_path / "t.pt", "--resume", "--limit", "16", *data_args],
+    }
 
 
 def test_a_file_that_holds_code_is_refused_by_every_command_in_the_same_words(
-    cache_path: Path, teacher_path: Path, data_args: list[str], tmp_path: Path
+    cache_path: Path, data_args: list[str], tmp_path: Path
 ) -> None:
     canary = tmp_path / "code-ran"
-    inputs = _evil_inputs(tmp_path, canary)
-    evil, out = inputs["evil"], tmp_path / "out"
-    commands = {
-        "evaluate": ["evaluate", "-m", evil, *data_args],
-        "report": ["report", evil, "-o", out, *data_args],
-        "inspect": ["inspect", evil],
-        "extract": ["extract", "-t", evil, "-o", out / "c.zarr", *data_args],
-        "verify": ["verify", cache_path, "--teacher", evil, *data_args],
-        "train-sections": ["train-sections", "-c", cache_path, "--teacher", evil, "-o", out / "s", *data_args],
-        "kd": ["kd", "-c", cache_path, "-s", inputs["sections"], "-o", out / "kd.pt", *data_args],
-        "run": ["run", "-t", evil, "-o", out / "run", "--limit", "16", *data_args],
-        "train-teacher": ["train-teacher", "-o", tmp_path / "t.pt", "--resume", "--limit", "16", *data_args],
-    }
+    commands = checkpoint_readers(lambda path: code_checkpoint(path, canary), cache_path, data_args, tmp_path)
     said = {}
     for name, args in commands.items():
         line = error_line(run(*args))
@@ -118,7 +151,31 @@ def test_a_file_that_holds_code_is_refused_by_every_command_in_the_same_words(
         said[name] = line.split(" holds ", 1)[1]
     assert said["report"] == said["evaluate"] == said["inspect"]  # the same sentence
     assert not canary.exists()  # nothing ran
-    assert not out.exists() or not any(p.is_file() for p in out.rglob("*") if p.name != ".litcache-output.json")
+    assert not (tmp_path / "out").exists()  # nothing begun
+
+
+FOREIGN = {
+    "foreign": lambda path: torch.save({"weights": [1, 2, 3]}, path),  # a PyTorch file, not a checkpoint
+    "truncated": lambda path: path.write_bytes(_whole_checkpoint()[:5000]),
+    "text": lambda path: path.write_text("my notes"),
+}
+
+
+def _whole_checkpoint() -> bytes:
+    buffer = io.BytesIO()
+    torch.save(build_model("resnet8").net.state_dict(), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", list(FOREIGN))
+def test_a_foreign_or_truncated_checkpoint_is_one_line_in_every_command_that_reads_one(
+    kind: str, cache_path: Path, data_args: list[str], tmp_path: Path
+) -> None:
+    commands = checkpoint_readers(FOREIGN[kind], cache_path, data_args, tmp_path)
+    for name, args in commands.items():
+        line = error_line(run(*args))
+        assert str(tmp_path) in line, (name, line)  # names the file it could not use
+    assert not (tmp_path / "out").exists()  # nothing begun
 
 
 def test_a_legacy_or_plain_pickle_that_holds_code_is_called_code_too(tmp_path: Path) -> None:
