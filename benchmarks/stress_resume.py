@@ -14,8 +14,9 @@ with a run that was never interrupted.
   checkpoints and the student must equal the uninterrupted run's weight for weight. Everything runs on the CPU
   with the same seeds.
 - Ctrl-C, for every stage (``train-teacher``, ``extract``, ``train-sections``, ``kd``): SIGINT at a random moment of
-  an uninterrupted run's duration. The message must be one line; the exact command it names is run as it stands,
-  and the result must equal the uninterrupted run's.
+  an uninterrupted run's duration (a run that ends first is started again, the moment drawn from its own time, up
+  to three tries). The message must be one line; the exact command it names is run as it stands, and the result
+  must equal the uninterrupted run's.
 - A full disk, for every stage: the stage writes to a tmpfs (mounted here; needs root) that a filler file leaves a
   random amount of room on, from nothing to the size of the stage's whole output. The message must be one line, no
   temporary file may be left; then the filler is removed, the command the message names is run, and the result
@@ -301,18 +302,27 @@ class Stress:
         code, err = failed(litcache(*args))
         return None if code == 0 else f"exit {code}: {message(err)[1]}"
 
-    def sigint_trial(self, stage: str, i: int) -> dict[str, Any]:
-        """Ctrl-C at a random moment, then the command the message names."""
+    def sigint_trial(self, stage: str, i: int, tries: int = 3) -> dict[str, Any]:
+        """Ctrl-C at a random moment, then the command the message names. A run that ends before the signal (a
+        loaded machine's pace varies) is started again, its moment drawn from the time that run took, up to
+        ``tries`` times; the last one counts, stopped or not."""
         out = self.work / f"sigint-{stage}-{i}"
-        after = self.rng.uniform(0.1, 0.8) * self.seconds[stage]  # the uninterrupted time was under load
-        code, err = interrupted(self.stage_cmd(stage, out), after)
+        seconds = self.seconds[stage]  # the uninterrupted time, under load
+        for attempt in range(1, tries + 1):
+            after = self.rng.uniform(0.1, 0.8) * seconds
+            started = time.perf_counter()
+            code, err = interrupted(self.stage_cmd(stage, out), after)
+            if code != 0 or attempt == tries:
+                break
+            seconds = time.perf_counter() - started  # it finished first: this run's own time, for the next draw
+            shutil.rmtree(out, ignore_errors=True)
         one, line = message(err) if code else (True, "")
         # 130, or killed by SIGINT (-2, which a shell reports as 130 too) when Python itself marked the Ctrl-C
         # unhandled (it can, when it lands in C++ code that ran Python code), though litcache said its line
         problem = self.finish(line) if code in (130, -signal.SIGINT) else (None if code == 0 else f"exit {code}")
         diffs = self.stage_diff(stage, out) + ([problem] if problem else [])
         shutil.rmtree(out, ignore_errors=True)
-        trial = {"stop_after_s": after, "exit": code, "one_line": one, "message": line[:400]}
+        trial = {"stop_after_s": after, "attempt": attempt, "exit": code, "one_line": one, "message": line[:400]}
         return trial | {"identical": not diffs, "diffs": diffs}
 
     def disk_trial(self, stage: str, disk: Disk) -> dict[str, Any]:
