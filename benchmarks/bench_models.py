@@ -34,7 +34,7 @@ def model_teacher(bench: Bench, label: str, spec: ModelConfig, teacher_overrides
     if not path.is_file():
         log(f"training {label}: {epochs} epoch(s) on {n} CIFAR-10 images -> {path}")
         cfg = bench.cfg.replace(teacher=TeacherConfig(model=spec, **teacher_overrides))
-        train_teacher(cfg, path, epochs=epochs, limit=n, show_progress=False)
+        train_teacher(cfg, path, epochs=epochs, limit=n, resume=True, show_progress=False)  # an interrupted one goes on
     return str(path)
 
 

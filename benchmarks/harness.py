@@ -108,7 +108,7 @@ class Bench:
         log(f"training the real teacher: resnet20, {epochs} epoch(s) on {n} CIFAR-10 images -> {path}")
         started = time.perf_counter()
         cfg = self.cfg.replace(teacher=TeacherConfig(model=ModelConfig(name="resnet20")))
-        train_teacher(cfg, path, epochs=epochs, limit=n, show_progress=False)
+        train_teacher(cfg, path, epochs=epochs, limit=n, resume=True, show_progress=False)  # an interrupted one goes on
         return path, time.perf_counter() - started
 
     @cached_property

@@ -201,7 +201,7 @@ def main() -> None:
         if not Path(teacher).is_file():
             started = time.perf_counter()
             epochs = 2 if quick else None
-            train_teacher(cfg, teacher, epochs=epochs, limit=limit, show_progress=False)
+            train_teacher(cfg, teacher, epochs=epochs, limit=limit, resume=True, show_progress=False)
             teacher_seconds = time.perf_counter() - started
     split = args.eval_split
     teacher_eval = evaluate_checkpoint(teacher, cfg, test_limit, split=split)
