@@ -79,7 +79,7 @@ def pack_planes(codes: np.ndarray, bits: int) -> np.ndarray:
 
 
 @functools.cache
-def _plane_tables(bits: int) -> tuple[np.ndarray, ...]:
+def plane_tables(bits: int) -> tuple[np.ndarray, ...]:
     """For each plane j, a (256,) little-endian uint64 table: a plane byte -> its 8 elements' bit, in place
     (bit ``bits - 1 - j`` of each of 8 code bytes, the byte's highest bit the first element)."""
     k = np.arange(8)
@@ -98,7 +98,7 @@ def unpack_planes(packed: np.ndarray, bits: int, row_shape: Sequence[int]) -> np
     """
     n = int(np.prod(row_shape, dtype=np.int64))
     planes = packed.reshape(len(packed), bits, -1)
-    tables = _plane_tables(bits)
+    tables = plane_tables(bits)
     words = tables[0][planes[:, 0]]
     for j in range(1, bits):
         words |= tables[j][planes[:, j]]

@@ -10,12 +10,11 @@ CRC-32 of every array's bytes in the unit.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import numpy as np
 import zarr
-from zarr.buffer import default_buffer_prototype
 
 from litcache.cache import _zarr
 from litcache.cache.codecs import ChunkCodec, crc32
@@ -178,12 +177,13 @@ class Cache:
     def read(self, names: Iterable[str], start: int, stop: int, *, decode: bool = True) -> dict[str, np.ndarray]:
         """Rows start..stop of each array in ``names``, decoded (quantised boundaries dequantised to
         ``quantization.decoded_dtype``); ``decode=False`` gives the stored arrays (the codes of a quantised
-        boundary), and a unit array in ``names`` (``quant/k``) gives the rows of the units that hold rows
-        start..stop."""
+        boundary), and an array of one row per unit in ``names`` (a unit array ``quant/k``, the progress record)
+        gives the rows of the units that hold rows start..stop."""
         names = list(names)
         wanted = self.stored_names(names) if decode else names
         units = (start // self.rows_per_unit, (stop - 1) // self.rows_per_unit + 1)
-        stored = self.read_stored({n: units if n in self.unit_arrays() else (start, stop) for n in wanted})
+        per_unit = {*self.unit_arrays(), PROGRESS}
+        stored = self.read_stored({n: units if n in per_unit else (start, stop) for n in wanted})
         if decode:
             for name in names:
                 if self.is_quantized(name):
@@ -205,28 +205,26 @@ class Cache:
         return out
 
     def read_stored(self, ranges: Mapping[str, tuple[int, int]]) -> dict[str, np.ndarray]:
-        """Rows ``ranges[name]`` of each stored array: every chunk fetched concurrently (one round trip to the store
-        for all), then decoded here; arrays ``ChunkCodec`` does not cover are read by zarr."""
+        """Rows ``ranges[name]`` of each stored array: every chunk fetched (concurrently, in one round trip, from a
+        remote store), then decoded here; arrays ``ChunkCodec`` does not cover are read by zarr."""
         decoders = {name: self.codec(name) for name in ranges}  # opened here: zarr's sync API, not in the loop
         fetches = [(name, row, key) for name, d in decoders.items() if d for row, key in d.keys(*ranges[name])]
         by_zarr = [name for name, d in decoders.items() if d is None]
-        prototype = default_buffer_prototype()
-        reads: list[Awaitable[Any]] = [self.array(name).store.get(key, prototype=prototype) for name, _, key in fetches]
-        reads += [self.array(name).async_array.getitem(slice(*ranges[name])) for name in by_zarr]
-        results = _zarr.gather(reads)
+        objects = _zarr.fetch([(self.array(name), key) for name, _, key in fetches])
+        results = _zarr.gather([self.array(name).async_array.getitem(slice(*ranges[name])) for name in by_zarr])
         chunks: dict[str, list[np.ndarray]] = {name: [] for name in ranges}
         out = {}
         name = ""
         try:
-            for (name, row, key), value in zip(fetches, results, strict=False):
+            for (name, row, key), value in zip(fetches, objects, strict=True):
                 if value is None:  # zarr would read fill values here: a deleted chunk
                     raise CacheError(f"chunk {key} is missing")
                 if isinstance(value, BaseException):
                     raise value
                 start, stop = ranges[name]
-                chunk = decoders[name].decode(value.as_numpy_array())  # type: ignore[union-attr]
+                chunk = decoders[name].decode(value)  # type: ignore[union-attr]
                 chunks[name].append(chunk[max(start - row, 0) : stop - row])
-            for name, value in zip(by_zarr, results[len(fetches) :], strict=True):
+            for name, value in zip(by_zarr, results, strict=True):
                 if isinstance(value, BaseException):
                     raise value
                 out[name] = np.asarray(value)
@@ -241,34 +239,40 @@ class Cache:
                 out[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return out
 
-    def read_unit(self, unit: int, names: Iterable[str], verify: bool = True) -> dict[str, np.ndarray]:
+    def read_unit(
+        self, unit: int, names: Iterable[str], verify: bool = True, *, decode: bool = True
+    ) -> dict[str, np.ndarray]:
         """All rows of ``unit`` of each array in ``names``, checked against the unit's CRC-32s (``verify``), then
-        decoded."""
+        decoded; ``decode=False`` gives them as stored, a quantised boundary's codes with its scales (the unit's
+        row of ``quant_params_name``), for a reader that dequantises them later."""
         s, e = self.unit_rows(unit)
         names = list(names)
-        stored = self.read(self.stored_names(names), s, e, decode=False)
+        # with the unit's checksums, in the same round trip to the store as its data
+        stored = self.read([*self.stored_names(names), *([PROGRESS] if verify else [])], s, e, decode=False)
         if verify:
-            self.check_unit(unit, stored)
+            self.check_unit(unit, stored, stored.pop(PROGRESS)[0])
+        if not decode:
+            return stored
         for name in names:
             if self.is_quantized(name):
                 stored[name] = self.dequantize(name, stored[name], stored[self.quant_params_name(name)], s)
         return {name: stored[name] for name in names}
 
-    def check_unit(self, unit: int, arrays: Mapping[str, np.ndarray]) -> None:
+    def check_unit(self, unit: int, arrays: Mapping[str, np.ndarray], record: np.ndarray | None = None) -> None:
         """Compare ``arrays`` (as stored: all rows of ``unit`` of any row array, the unit's row of any unit array)
-        with the unit's CRC-32s.
+        with the unit's CRC-32s: ``record``, its row of the progress record, read here when not given.
 
         ``read`` refuses a deleted chunk; this catches one whose bytes changed but still decode.
         """
-        if not hasattr(self, "_record"):
-            self._record = read_array(self.array(PROGRESS))
+        if record is None:
+            record = self.read_stored({PROGRESS: (unit, unit + 1)})[PROGRESS][0]
         s, e = self.unit_rows(unit)
         columns = self.data_arrays() + self.unit_arrays()
         for name, x in arrays.items():
             per_unit = name in self.unit_arrays()
             if len(x) != (1 if per_unit else e - s):
                 raise ValueError(f"check_unit needs all {e - s} rows of unit {unit}, got {len(x)} of {name}")
-            if name in columns and crc32(x[0] if per_unit else x) != self._record[unit, 1 + columns.index(name)]:
+            if name in columns and crc32(x[0] if per_unit else x) != record[1 + columns.index(name)]:
                 raise CacheError(
                     f"cache {self.url} is corrupt: {name} rows {s}..{e - 1} do not match their checksum "
                     f"(a chunk was changed or deleted); run `litcache inspect --verify {self.url}` and re-extract"

@@ -73,6 +73,20 @@ def test_read_objects_gives_the_stored_bytes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(decoded, x[16:32])
 
 
+def test_fetch_reads_what_the_store_holds_local_or_not(tmp_path: Path) -> None:
+    local, x = rows_array(tmp_path / "a.zarr")
+    memory = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=x.shape, chunks=(16, 3, 2), dtype="float32", compressors=None
+    )
+    memory[:] = x
+    key = _zarr.chunk_key(local, 2)
+    got = _zarr.fetch([(local, key), (memory, key), (local, "c/9/0/0"), (memory, "c/9/0/0")])
+    assert isinstance(local.store, zarr.storage.LocalStore) and not isinstance(memory.store, zarr.storage.LocalStore)
+    assert np.array_equal(got[0], np.frombuffer((tmp_path / "a.zarr" / key).read_bytes(), dtype=np.uint8))
+    assert np.array_equal(got[1].view(np.float32).reshape(16, 3, 2), x[32:48])  # stored raw in memory
+    assert got[2] is None and got[3] is None  # not stored, either way
+
+
 def test_write_objects_stores_what_zarr_reads(tmp_path: Path) -> None:
     arr, x = rows_array(tmp_path / "a.zarr")
     new = np.full((16, 3, 2), 7.5, dtype=np.float32)
