@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,6 +82,7 @@ class MemmapStream(CacheStream):
     def __init__(self, cache: Cache, arrays: list[str], cfg: StreamConfig, folder: Path) -> None:
         super().__init__(cache, arrays, cfg)
         self.folder = folder
+        self.quantized = {}  # the memmaps hold values: nothing to dequantise after the shuffle
 
     def read_stage(self) -> Callable[..., Any]:
         return read_memmaps(self.folder, self.arrays)
@@ -94,20 +96,37 @@ def save_memmaps(cache: Cache, names: list[str], folder: Path) -> None:
         np.save(folder / (n.replace("/", "_") + ".npy"), cache.read([n], 0, cache.rows)[n])
 
 
-def stream_rate(stream: CacheStream, epoch: int = 0) -> tuple[float, float]:
-    """Samples per second over one whole epoch, loader start-up and shut-down included; and CPU s per 1000."""
-    started, cpu = time.perf_counter(), cpu_seconds()
+def main_cpu_seconds() -> float:
+    """CPU time of this process alone (the DataLoader's main process: re-batching, dequantising)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return me.ru_utime + me.ru_stime
+
+
+def stream_rate(stream: CacheStream, epoch: int = 0) -> tuple[float, float, float]:
+    """Samples per second over one whole epoch, loader start-up and shut-down included; CPU s per 1000 rows of
+    all processes, and of the main process alone."""
+    started, cpu, main = time.perf_counter(), cpu_seconds(), main_cpu_seconds()
     rows = sum(len(b[ROW]) for b in stream.epoch(epoch))
-    return rows / (time.perf_counter() - started), (cpu_seconds() - cpu) * 1000 / rows
+    seconds = time.perf_counter() - started
+    return rows / seconds, (cpu_seconds() - cpu) * 1000 / rows, (main_cpu_seconds() - main) * 1000 / rows
+
+
+def shipped_bytes_per_row(stream: CacheStream) -> int:
+    """Bytes a row takes from the read stage through the shuffle and the DataLoader (codes and scales for a
+    quantised boundary, values for raw)."""
+    unit = stream.cache.rows_per_unit
+    arrays = next(stream.read_stage()(iter([{"start": 0, "stop": unit}])))
+    return sum(np.ascontiguousarray(x).nbytes for x in arrays.values()) // unit
 
 
 def time_streams(
     cache: Cache, names: list[str], folder: Path, reps: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Samples/s and CPU s per 1000 rows of the cache and the memmap streams, alternating, with 2 then 0 workers;
-    keyed ``cache_w2``, ``raw_w2``, ``cache_w0``, ``raw_w0``."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+    """Samples/s, CPU s per 1000 rows (all processes) and main-process CPU s per 1000 rows of the cache and the
+    memmap streams, alternating, with 2 then 0 workers; keyed ``cache_w2``, ``raw_w2``, ``cache_w0``, ``raw_w0``."""
     rates: dict[str, list[float]] = {k: [] for k in ("cache_w2", "raw_w2", "cache_w0", "raw_w0")}
     cpu: dict[str, list[float]] = {k: [] for k in rates}
+    main_cpu: dict[str, list[float]] = {k: [] for k in rates}
     for workers in (2, 0):
         cfg = StreamConfig(workers=workers)
         streams = {"cache": CacheStream(cache, names, cfg), "raw": MemmapStream(cache, names, cfg, folder)}
@@ -115,15 +134,17 @@ def time_streams(
             stream_rate(streams["cache"]), stream_rate(streams["raw"])  # warm-up: page cache, first fork
         for _ in range(reps):
             for kind, stream in streams.items():
-                rate, cpu_k = stream_rate(stream)
+                rate, cpu_k, main_k = stream_rate(stream)
                 rates[f"{kind}_w{workers}"].append(rate)
                 cpu[f"{kind}_w{workers}"].append(cpu_k)
+                main_cpu[f"{kind}_w{workers}"].append(main_k)
         log(
             f"stream, {workers} workers: cache {median(rates[f'cache_w{workers}']):.0f}/s, "
             f"raw memmap {median(rates[f'raw_w{workers}']):.0f}/s (CPU s per 1000 rows "
-            f"{median(cpu[f'cache_w{workers}']):.2f} / {median(cpu[f'raw_w{workers}']):.2f})"
+            f"{median(cpu[f'cache_w{workers}']):.2f} / {median(cpu[f'raw_w{workers}']):.2f}, of which the main "
+            f"process {median(main_cpu[f'cache_w{workers}']):.2f} / {median(main_cpu[f'raw_w{workers}']):.2f})"
         )
-    return rates, cpu
+    return rates, cpu, main_cpu
 
 
 def time_consumption(bench: Bench, cache: Cache, student: Any, objective: LitObjective) -> list[float]:
@@ -168,7 +189,11 @@ def bench_stream(bench: Bench) -> None:
     names = objective.required_arrays()
     folder = bench.work / "memmaps"
     save_memmaps(cache, names, folder)
-    rates, cpu = time_streams(cache, names, folder, bench.size["stream_reps"])
+    rates, cpu, main_cpu = time_streams(cache, names, folder, bench.size["stream_reps"])
+    shipped = {
+        "cache": shipped_bytes_per_row(CacheStream(cache, names, StreamConfig())),
+        "raw": shipped_bytes_per_row(MemmapStream(cache, names, StreamConfig(), folder)),
+    }
     stream_cfg = StreamConfig()
     cache_rate = median(rates["cache_w2"])
     common = dict(
@@ -192,9 +217,12 @@ def bench_stream(bench: Bench) -> None:
         in_process_raw_samples_per_s=rates["raw_w0"],
         cpu_seconds_per_1000_rows={k: median(v) for k, v in cpu.items()},
         cpu_seconds_per_1000_rows_raw=cpu,
+        main_process_cpu_seconds_per_1000_rows={k: median(v) for k, v in main_cpu.items()},
+        shipped_bytes_per_row=shipped,
         note="whole epochs incl. loader start-up; raw = the same CacheStream pipeline and DataLoader with the "
         "read stage swapped for np.load(mmap_mode='r') of uncompressed .npy (page cache warm); in_process = "
-        "workers=0; CPU includes the DataLoader workers",
+        "workers=0; CPU includes the DataLoader workers; the cache's quantised boundaries cross the DataLoader "
+        "as codes (shipped_bytes_per_row) and are dequantised in the main process",
         **common,
     )
     times = time_consumption(bench, cache, student, objective)

@@ -2,9 +2,12 @@
 
     unit ranges of view (epoch mod K), shuffled from (seed, epoch)      identical on every rank
       -> split_by_node -> split_by_worker                              each range read by one worker
-      -> read whole units of just the arrays the job needs             numpy, no per-row objects
+      -> read whole units of just the arrays the job needs             numpy, no per-row objects; quantised
+                                                                       boundaries as stored, codes and scales
       -> seeded shuffle buffer, batching                               (seed, epoch, rank, worker)
-      -> main process: re-batch worker tails, stop after the batch count computed up front
+      -> main process: re-batch worker tails, stop after the batch count computed up front,
+         dequantise (litcache.train.dequantize)                        a quarter of the bytes through the
+                                                                       DataLoader's shared memory (4-bit codes)
 
 Every rank gets the same number of batches, computed before the epoch from the cache's row count and the
 range order all ranks share, and no row is read twice in an epoch across ranks and workers.
@@ -16,6 +19,7 @@ import itertools
 import os
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,7 @@ from litcache.cache.reader import Cache, open_cache
 from litcache.config import DataConfig, StreamConfig
 from litcache.errors import CacheError
 from litcache.inputs import ROW_ARRAYS, RegeneratedInputs
+from litcache.train.dequantize import Dequantizer, QuantizedArray, one_thread, quantized_arrays, with_scales
 
 Batch = dict[str, np.ndarray]
 ROW = "row"  # every batch carries the global row index of each of its rows
@@ -62,6 +67,7 @@ def read_chunks(
     storage_options: Mapping[str, Any] | None,
     verify: bool = True,
     inputs: RegeneratedInputs | None = None,
+    dequantize_later: bool = False,
 ) -> Callable[..., Any]:
     """Stage: one read of each array per range (whole units); yields one dict of arrays per range.
 
@@ -69,6 +75,8 @@ def read_chunks(
     range that is part of a unit (where a view starts or ends inside one) is read as the whole unit, checked, and
     cut: the unit's chunks are decoded whole anyway, so only the checksum of the rest is extra. ``inputs``: the
     cache keeps no pixels, and ``input`` is made again here from the data, view by view, and checked.
+    ``dequantize_later``: a quantised boundary comes as stored, each row its packed codes followed by its unit's
+    scales (:func:`~litcache.train.dequantize.with_scales`), for :func:`dequantize_batches` past the workers.
     """
     opened: dict[int, Cache] = {}
     regenerate = inputs is not None and INPUT in names
@@ -80,14 +88,19 @@ def read_chunks(
         if pid not in opened:
             opened[pid] = open_cache(url, storage_options)
         cache = opened[pid]
+        quantized = [n for n in stored if dequantize_later and cache.is_quantized(n)]
         for d in src:
             s, e = d["start"], d["stop"]
             if verify:
                 unit = s // cache.rows_per_unit
                 us, _ = cache.unit_rows(unit)
-                out = {name: x[s - us : e - us] for name, x in cache.read_unit(unit, stored).items()}
+                read = cache.read_unit(unit, stored, decode=not quantized)
+                out = {name: read[name][s - us : e - us] for name in stored}
             else:
-                out = cache.read(stored, s, e)
+                read = cache.read(cache.stored_names(stored) if quantized else stored, s, e, decode=not quantized)
+                out = {name: read[name] for name in stored}
+            for name in quantized:  # a range lies in one unit: its scales are the first row read
+                out[name] = with_scales(out[name], read[cache.quant_params_name(name)][0])
             if regenerate:
                 assert inputs is not None
                 out[INPUT] = inputs.views(out, s)
@@ -164,6 +177,35 @@ def to_tensors(src: Iterable[Batch]) -> Iterator[dict[str, torch.Tensor]]:
         yield {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in b.items()}
 
 
+def dequantize_batches(
+    batches: Iterable[dict[str, torch.Tensor]], quantized: Mapping[str, QuantizedArray], pin_memory: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Each quantised boundary's codes, with the scales each row came with, -> its values; ``quantized``: how each
+    decodes. The same batches, in the same order.
+
+    Past the workers: they ship a quarter of float16's bytes (at 4 bits) through the DataLoader's shared memory,
+    and the values are written once, straight into the batch. On a thread of its own, one batch ahead (as the
+    DataLoader pins memory on a thread of its own): the consumer's process takes the next batch from the workers,
+    or trains, while the last one is dequantised. One intra-op thread: a batch is small, and more would contend
+    with the workers for the cores.
+    """
+    decoders = {name: Dequantizer(spec) for name, spec in quantized.items()}  # their buffers kept for the epoch
+
+    def dequantize(b: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        with one_thread():
+            return {k: decoders[k](v, pin_memory) if k in decoders else v for k, v in b.items()}
+
+    with ThreadPoolExecutor(1, thread_name_prefix="litcache-dequantize") as thread:
+        ahead: Future[dict[str, torch.Tensor]] | None = None
+        for b in batches:
+            submitted = thread.submit(dequantize, b)
+            if ahead is not None:
+                yield ahead.result()
+            ahead = submitted
+        if ahead is not None:
+            yield ahead.result()
+
+
 def rebatch(batches: Iterable[dict[str, torch.Tensor]], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
     """Pass full batches through; join the short tails of several workers into full batches."""
     pending: list[dict[str, torch.Tensor]] = []
@@ -223,6 +265,8 @@ class CacheStream:
         self.pin_memory = pin_memory
         self.storage_options = storage_options
         self._rank_world = None if rank is None or world is None else (rank, world)
+        # quantised boundaries cross the shuffle and the DataLoader as codes, dequantised past the workers
+        self.quantized = quantized_arrays(cache.manifest, self.arrays)
 
     def world(self) -> tuple[int, int]:
         """This stream's (rank, world size)."""
@@ -241,7 +285,9 @@ class CacheStream:
 
     def read_stage(self) -> Callable[..., Any]:
         """The stage that turns range descriptors into arrays (benchmarks swap in other readers here)."""
-        return read_chunks(self.cache.url, self.arrays, self.storage_options, self.cfg.verify, self.inputs)
+        return read_chunks(
+            self.cache.url, self.arrays, self.storage_options, self.cfg.verify, self.inputs, bool(self.quantized)
+        )
 
     def pipeline(self, epoch: int) -> wds.DataPipeline:
         descriptors = [{"start": s, "stop": e} for s, e in epoch_ranges(self.cache, epoch, self.cfg.seed)]
@@ -271,7 +317,9 @@ class CacheStream:
                 persistent_workers=False,
                 prefetch_factor=4,
             )
-        batches = itertools.islice(rebatch(source, self.cfg.batch_size), nb)
+        batches: Iterator[dict[str, torch.Tensor]] = itertools.islice(rebatch(source, self.cfg.batch_size), nb)
+        if self.quantized:
+            batches = dequantize_batches(batches, self.quantized, self.pin_memory)
         if self.pin_memory and self.cfg.workers == 0:  # the DataLoader pins when workers read
             return ({k: v.pin_memory() for k, v in b.items()} for b in batches)
         return batches
