@@ -22,15 +22,16 @@ from litcache.config import StoreConfig
 
 def codec_settings() -> list[tuple[str, StoreConfig]]:
     """The table's rows: a label and the store settings it writes with."""
+    float16 = dict(bits=0)  # the float rows: no quantisation (store.bits defaults to 4)
     return [
-        ("blosc-zstd-1 shuffle 1MiB", StoreConfig(bitround_keepbits=0)),
-        ("blosc-zstd-1 shuffle, Blosc blocks", StoreConfig(blosc_blocksize=0, bitround_keepbits=0)),
-        ("blosc-lz4-1 shuffle 1MiB", StoreConfig(codec="blosc-lz4", bitround_keepbits=0)),
-        ("zstd-1", StoreConfig(codec="zstd", bitround_keepbits=0)),
-        ("zstd-3", StoreConfig(codec="zstd", level=3, bitround_keepbits=0)),
-        ("blosc-zstd-1 shuffle 1MiB + bitround 7 (default)", StoreConfig()),
-        ("blosc-zstd-1 shuffle 1MiB + bitround 5", StoreConfig(bitround_keepbits=5)),
-        ("none", StoreConfig(codec="none", bitround_keepbits=0)),
+        ("blosc-zstd-1 shuffle 1MiB", StoreConfig(bitround_keepbits=0, **float16)),
+        ("blosc-zstd-1 shuffle, Blosc blocks", StoreConfig(blosc_blocksize=0, bitround_keepbits=0, **float16)),
+        ("blosc-lz4-1 shuffle 1MiB", StoreConfig(codec="blosc-lz4", bitround_keepbits=0, **float16)),
+        ("zstd-1", StoreConfig(codec="zstd", bitround_keepbits=0, **float16)),
+        ("zstd-3", StoreConfig(codec="zstd", level=3, bitround_keepbits=0, **float16)),
+        ("blosc-zstd-1 shuffle 1MiB + bitround 7 (float16 default)", StoreConfig(**float16)),
+        ("blosc-zstd-1 shuffle 1MiB + bitround 5", StoreConfig(bitround_keepbits=5, **float16)),
+        ("none", StoreConfig(codec="none", bitround_keepbits=0, **float16)),
         *[(label, StoreConfig(bits=bits)) for label, bits in QUANTIZED + BYTE_CODES],
     ]
 
@@ -176,7 +177,7 @@ def bench_codecs(bench: Bench) -> None:
     rows = 1024 if bench.mode == "quick" else 4096  # whole chunks: a multiple of 128
     lossless = bench.cfg.replace(
         extract=dataclasses.replace(bench.cfg.extract, views=1),
-        store=dataclasses.replace(bench.cfg.store, bitround_keepbits=0),
+        store=dataclasses.replace(bench.cfg.store, bitround_keepbits=0, bits=0),  # exact float16 to start from
     )
     source = bench.work / "codec-source.zarr"
     timed_extract(lossless, bench.real_teacher[0], source, rows)
