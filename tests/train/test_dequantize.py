@@ -102,7 +102,7 @@ def test_batches_come_dequantised_in_order_and_a_failure_reaches_the_consumer() 
         next(stream)
     early = dequantize_batches(iter(batches), {"boundary/1": spec})
     next(early)
-    early.close()  # a consumer that stops: the thread finishes the batch in hand and goes
+    early.close()  # a consumer that stops early
 
 
 @pytest.mark.skipif(not dq._per_thread_settings(), reason="torch's native thread pool has one size for the process")
