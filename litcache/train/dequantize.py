@@ -70,21 +70,25 @@ class QuantizedArray:
 
 
 class _Buffers:
-    """The working buffers of one block of ``rows`` rows."""
+    """The working buffers of a block of ``rows`` rows, with the views the loop uses made once."""
 
-    def __init__(self, spec: QuantizedArray, rows: int) -> None:
+    def __init__(self, spec: QuantizedArray, rows: int, whole: _Buffers | None = None) -> None:
+        """New buffers, or the first ``rows`` rows of ``whole``'s (a block that is short)."""
         planes = (rows, spec.bits, spec.packed_bytes // spec.bits)
-        self.index = torch.empty(planes, dtype=torch.int32)  # plane bytes, offset to their plane's table
-        self.looked_up = torch.empty(planes, dtype=torch.int64)
-        self.words = torch.empty(planes[::2], dtype=torch.int64)  # (rows, nb)
-        self.values = torch.empty(spec.channel_view(rows), dtype=torch.float32)
-
-    def first(self, rows: int) -> _Buffers:
-        """The buffers of a shorter block: the first ``rows`` rows of these."""
-        short = object.__new__(_Buffers)
-        short.index, short.looked_up = self.index[:rows], self.looked_up[:rows]
-        short.words, short.values = self.words[:rows], self.values[:rows]
-        return short
+        if whole is None:
+            self.index = torch.empty(planes, dtype=torch.int32)  # plane bytes, offset to their plane's table
+            self.looked_up = torch.empty(planes, dtype=torch.int64)
+            self.words = torch.empty(planes[::2], dtype=torch.int64)  # (rows, nb): 8 codes a word
+            self.values = torch.empty(spec.channel_view(rows), dtype=torch.float32)
+        else:
+            self.index, self.looked_up = whole.index[:rows], whole.looked_up[:rows]
+            self.words, self.values = whole.words[:rows], whole.values[:rows]
+        self.index_flat, self.looked_up_flat = self.index.view(-1), self.looked_up.view(-1)
+        if spec.in_words:  # the words by channel, and their bytes as the signed q - z they end up holding
+            self.grouped = self.words.view(*self.values.shape[:2], -1)
+            self.signed = self.words.view(torch.int8).view(self.values.shape)
+        else:
+            self.codes = self.words.view(torch.uint8)[:, : spec.size].view(self.values.shape)  # a view, not a copy
 
 
 class Dequantizer:
@@ -96,18 +100,21 @@ class Dequantizer:
         self.block = max(1, _BLOCK_ELEMENTS // spec.size)
         self.tables = torch.from_numpy(np.concatenate([t.view(np.int64) for t in plane_tables(spec.bits)]))
         self.plane_offsets = torch.arange(spec.bits, dtype=torch.int32).view(1, spec.bits, 1) * 256
-        self.buffers: _Buffers | None = None
+        self.buffers: dict[int, _Buffers] = {}  # by rows: the whole block's, and a short last block's
 
     def buffers_for(self, rows: int) -> _Buffers:
-        if self.buffers is None or self.buffers.index.shape[0] < rows:
-            self.buffers = _Buffers(self.spec, max(rows, self.block))
-        return self.buffers if self.buffers.index.shape[0] == rows else self.buffers.first(rows)
+        if rows not in self.buffers:
+            whole = self.buffers.get(self.block) if rows <= self.block else None
+            if whole is None and rows < self.block:
+                whole = self.buffers[self.block] = _Buffers(self.spec, self.block)
+            self.buffers[rows] = _Buffers(self.spec, rows, whole)
+        return self.buffers[rows]
 
     def words(self, packed: torch.Tensor, buffers: _Buffers | None = None) -> torch.Tensor:
         """Packed rows (m, bits * nb) -> (m, nb) int64, 8 codes a word, the first code in the lowest byte."""
         b = buffers or self.buffers_for(packed.shape[0])
         torch.add(packed.view(b.index.shape), self.plane_offsets, out=b.index)
-        torch.index_select(self.tables, 0, b.index.view(-1), out=b.looked_up.view(-1))
+        torch.index_select(self.tables, 0, b.index_flat, out=b.looked_up_flat)
         return torch.sum(b.looked_up, 1, out=b.words)
 
     def __call__(self, shipped: torch.Tensor, pin_memory: bool = False) -> torch.Tensor:
@@ -119,7 +126,6 @@ class Dequantizer:
         flat = out.view(spec.channel_view(rows))
         per_row = (rows, spec.channels, 1) if spec.channel_axis == 0 else (rows, 1, spec.channels)
         scale, zero = params[:, 0].reshape(per_row), params[:, 1].reshape(per_row)
-        bias = None
         if spec.in_words:  # 128 - z in every byte of a word: (N, C, 1) words, or (N, 1, C / 8) for channels last
             bias = (128 - zero).to(torch.uint8)
             if spec.channel_axis == 0:
@@ -128,13 +134,12 @@ class Dequantizer:
         for s in range(0, rows, self.block):
             e = min(s + self.block, rows)
             b = self.buffers_for(e - s)
-            words = self.words(packed[s:e], b)
-            if bias is not None:
-                grouped = words.view(b.values.shape[0], b.values.shape[1], -1).add_(bias[s:e])
-                b.values.copy_(grouped.bitwise_xor_(_SIGN_BITS).view(torch.int8).view(b.values.shape))
+            self.words(packed[s:e], b)
+            if spec.in_words:
+                b.grouped.add_(bias[s:e]).bitwise_xor_(_SIGN_BITS)
+                b.values.copy_(b.signed)
             else:
-                codes = words.view(torch.uint8)[:, : spec.size]
-                torch.sub(codes.reshape(b.values.shape), zero[s:e], out=b.values)
+                torch.sub(b.codes, zero[s:e], out=b.values)
             flat[s:e].copy_(b.values.mul_(scale[s:e]))
         return out
 
