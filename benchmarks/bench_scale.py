@@ -4,6 +4,7 @@ under three store settings, and what they come to for ImageNet-1k's training set
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def row_bytes(cache_path: Any) -> dict[str, Any]:
     parts = {"boundaries": 0, "logits": 0, "input": 0, "other": 0}
     for name, arr in arrays.items():
         parts[part(name)] += arr["stored_bytes"]
-    elements = sum(_numel(shape) for shape in s["boundary_shapes"])
+    elements = sum(math.prod(shape) for shape in s["boundary_shapes"])
     return {
         "rows": rows,
         "bytes_per_row": sum(parts.values()) / rows,
@@ -72,13 +73,6 @@ def at_224(bench: Bench, teacher: str, data: DataConfig) -> str:
         model(to_unit_float(make_views(images, data, 0, r, np.zeros_like(r))))
     save_model(model.eval(), path, **{**meta, "note": "BatchNorm statistics from 64 views at 224 px"})
     return str(path)
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def projected_tb(bytes_per_row: float) -> float:
