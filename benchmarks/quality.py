@@ -94,7 +94,7 @@ def train_variant(
     out = variant_folder(name, cfg.train.seed, work, ir_epochs, kd_epochs)
     ckpt = out / "student.pt"
     total = ir_epochs + kd_epochs
-    q = {"show_progress": False}
+    q = {"show_progress": False, "resume": True}  # a run cut short (a killed benchmark) goes on where it stopped
     if name == "scratch":
         train_end_to_end(cfg, cache, ckpt, labels_only=True, epochs=total, **q)
     elif name == "kd":
