@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from litcache.config import PipelineConfig, load_pipeline
-from litcache.errors import LitcacheError
+from litcache.errors import LitcacheError, store_access_error
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -139,6 +139,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Interrupted(_interrupted(exc)) from None
         except OSError as exc:
             raise click.ClickException(_os_error(exc)) from exc
+        except Exception as exc:  # an object store's library refusing to authenticate (data or outputs on s3://)
+            error = store_access_error(exc)
+            if error is None:
+                raise
+            raise click.ClickException(exact(str(error))) from exc
 
     return wrapper
 

@@ -46,3 +46,40 @@ class MissingExtraError(LitcacheError):
 
 class ReportError(LitcacheError):
     """A path given to ``litcache report`` is not a run, a cache, a metrics file or a checkpoint."""
+
+
+class StoreAccessError(LitcacheError):
+    """An object store refused to authenticate: no credentials, or credentials it does not accept."""
+
+
+# by name, so that no store library is imported: botocore's, google-auth's, azure-core's, and S3's error codes
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "DefaultCredentialsError",
+        "RefreshError",
+        "ClientAuthenticationError",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+    }
+)
+
+
+def store_access_error(exc: BaseException, url: str | None = None) -> StoreAccessError | None:
+    """``exc`` (or an error it was raised from) as one line, when it is an object store's library refusing to
+    authenticate (botocore's NoCredentialsError, google-auth's DefaultCredentialsError, ...); else None."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the error, and what it was raised from
+        if seen is None:
+            return None
+        names = {c.__name__ for c in type(seen).__mro__} | {str(getattr(seen, "code", ""))}
+        if names & _CREDENTIAL_ERRORS or "InvalidAccessKeyId" in str(seen):
+            where = f"{url}: " if url else ""
+            return StoreAccessError(
+                f"{where}the object store refused access ({type(seen).__name__}: {seen}); give it credentials the "
+                "way its library reads them (for s3:// URLs: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                "or ~/.aws/credentials) and run the command again"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None

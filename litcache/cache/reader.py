@@ -20,7 +20,7 @@ from litcache.cache import _zarr
 from litcache.cache.codecs import ChunkCodec, crc32
 from litcache.cache.layout import FORMAT, FROZEN, INPUT, PROGRESS, READABLE_VERSIONS, STATS
 from litcache.cache.quantize import dequantize
-from litcache.errors import CacheError
+from litcache.errors import CacheError, store_access_error
 
 
 def read_array(arr: zarr.Array, sel: Any = slice(None)) -> np.ndarray:
@@ -40,6 +40,11 @@ def manifest_at(url: str, storage_options: Mapping[str, Any] | None = None) -> d
         group = zarr.open_group(url, mode="r", storage_options=storage_opts(url, storage_options))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
         return None
+    except Exception as exc:  # an object store without credentials: one line that says what to do
+        error = store_access_error(exc, url)
+        if error is None:
+            raise
+        raise error from exc
     manifest = cast(dict[str, Any], group.attrs.get("litcache", {}))
     return manifest if manifest.get("format") == FORMAT else None
 
@@ -356,6 +361,11 @@ def open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -
         return zarr.open_group(url, mode=mode, storage_options=storage_opts(url, storage_options))  # type: ignore[arg-type]
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
         raise CacheError(f"no cache at {url}: run `litcache extract ... -o {url}` first") from exc
+    except Exception as exc:  # an object store without credentials: one line that says what to do
+        error = store_access_error(exc, url)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def open_cache(url: str, storage_options: Mapping[str, Any] | None = None) -> Cache:
