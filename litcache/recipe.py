@@ -19,7 +19,7 @@ from typing import Any
 from litcache.cache.reader import manifest_at, open_cache
 from litcache.cache.summary import summarize
 from litcache.config import PipelineConfig, save_resolved
-from litcache.data import check_source, load_images
+from litcache.data import check_source, split_classes
 from litcache.errors import OutputError
 from litcache.extract.run import extract
 from litcache.models.checkpoint import load_teacher
@@ -73,7 +73,7 @@ def _check_inputs(cfg: PipelineConfig, teacher: str | None, limit: int | None) -
     check_source(d, "train")
     check_source(d, "test")
     if teacher is not None:
-        data_classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
+        data_classes = lambda: split_classes(d, "train", limit)  # noqa: E731
         load_teacher(teacher, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories(), require_spec=True)
 
 

@@ -15,6 +15,7 @@ from litcache.errors import CacheError
 from litcache.extract.run import extract
 from litcache.train.stream import CacheStream
 
+
 def test_a_credentials_error_is_known_by_name_and_through_the_errors_it_caused() -> None:
     from litcache.errors import store_access_error
 

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from litcache.data.images import ImageSet, check_source, forget_opened, load_images
+from litcache.data.images import ImageSet, check_source, forget_opened, load_images, split_classes
 from litcache.data.index import SampleIndex, build_index, open_index
 from litcache.data.loader import eval_batches, iter_views, make_eval_views, make_views
 from litcache.data.prefetch import prefetch
@@ -40,6 +40,7 @@ __all__ = [
     "forget_opened",
     "iter_views",
     "load_images",
+    "split_classes",
     "make_eval_views",
     "make_views",
     "open_index",

@@ -316,6 +316,13 @@ def load_images(cfg: DataConfig, split: str = "train", limit: int | None = None)
     return _OPENED[key]
 
 
+def split_classes(cfg: DataConfig, split: str, limit: int | None = None) -> int:
+    """The class count of the whole ``split``, what a plain state dict's classifier is sized by: the first ``limit``
+    samples may lack the top labels, so a limited run reads the whole split's index for it (no pixels)."""
+    whole = dataclasses.replace(cfg, in_memory=False) if limit is not None else cfg
+    return load_images(whole, split).num_classes
+
+
 def check_source(cfg: DataConfig, split: str = "train") -> None:
     """Refuse, before any work, a source without files for ``split``: a missing folder is called missing, one
     without shards or images says so. torchvision's sets pass (they are downloaded when opened)."""

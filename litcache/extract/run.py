@@ -26,7 +26,7 @@ from litcache.cache.layout import INPUT, INPUT_CRC
 from litcache.cache.reader import filesystem, manifest_at
 from litcache.cache.writer import CacheWriter, create_cache, open_writer, prepare_output
 from litcache.config import PipelineConfig
-from litcache.data import ImageSet, iter_views, load_images
+from litcache.data import ImageSet, iter_views, load_images, split_classes
 from litcache.device import resolve_device
 from litcache.errors import CacheError, CompatibilityError
 from litcache.extract.manifest import (
@@ -118,7 +118,7 @@ def load_teacher_and_data(
     section paths) is refused, naming both."""
     d = cfg.data
     # the data is read once the checkpoint has been (a missing file fails first); the loader keeps decoded splits
-    data_classes = lambda: load_images(d, "train", limit).num_classes  # noqa: E731
+    data_classes = lambda: split_classes(d, "train", limit)  # noqa: E731
     teacher = load_teacher(
         teacher_path, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories(), require_spec=True
     )

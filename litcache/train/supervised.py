@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from litcache.config import DataConfig, PipelineConfig, save_resolved
-from litcache.data import ImageSet, iter_views, load_images, to_unit_float
+from litcache.data import ImageSet, iter_views, load_images, split_classes, to_unit_float
 from litcache.device import resolve_device
 from litcache.errors import CheckpointError, ConfigError
 from litcache.models import build_model, describe, probe
@@ -193,7 +193,7 @@ def evaluate_checkpoint(
     """
     d = cfg.data
     model = load_teacher(
-        model_path, cfg.teacher.model, lambda: load_images(d, split, limit).num_classes, d.mean, d.std, cfg.factories()
+        model_path, cfg.teacher.model, lambda: split_classes(d, split, limit), d.mean, d.std, cfg.factories()
     )
     images = load_images(d, split, limit)  # read once: the loader keeps decoded splits
     dev = resolve_device(cfg.train.device)

@@ -480,3 +480,24 @@ def test_a_full_disk_is_one_line_and_the_cache_resumes_once_there_is_room(
     expected, got = all_arrays(cache_path), all_arrays(out)
     assert expected.keys() == got.keys()
     assert all(np.array_equal(expected[k], got[k]) for k in expected)  # as if the disk had never been full
+
+
+def test_a_plain_state_dict_teacher_is_sized_by_the_whole_split_not_the_limits_samples(
+    dataset: dict[str, Any], tiny_cfg: PipelineConfig, teacher_path: Path, tmp_path: Path
+) -> None:
+    """--limit N keeps the first N samples, which may lack the top labels: the classifier of a plain state dict is
+    sized by the whole split's classes (it was refused as not fitting a head of the subset's size)."""
+    from litcache.train.supervised import evaluate_checkpoint
+
+    labels = np.asarray(dataset["train_labels"])
+    limit = int(np.argmax(np.maximum.accumulate(labels) == labels.max()))  # the first samples lack the top label
+    assert limit >= 1 and labels[:limit].max() < labels.max()
+    plain = tmp_path / "plain.pth"
+    torch.save(load_model(teacher_path)[0].net.state_dict(), plain)  # a user's own weights, no litcache record
+    a, b = str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")
+    extract(tiny_cfg, str(teacher_path), a, limit=limit, show_progress=False)
+    extract(tiny_cfg, str(plain), b, limit=limit, show_progress=False)
+    assert np.array_equal(open_cache(a).array("logits")[:], open_cache(b).array("logits")[:])
+    test_labels = np.asarray(dataset["test_labels"])
+    few = int(np.argmax(np.maximum.accumulate(test_labels) == test_labels.max()))
+    assert evaluate_checkpoint(str(plain), tiny_cfg, limit=max(few, 1))["samples"] == max(few, 1)
