@@ -396,6 +396,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--output", default=str(RESULTS / "stress_resume.json"))
     args = ap.parse_args()
+    # A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored across exec: every
+    # command a Ctrl-C trial started would then run to its end (and Python installs no KeyboardInterrupt). A
+    # handler of this process's own is reset to the default in each command it starts.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.perf_counter()
     out = stress(
         WORK,
@@ -411,6 +415,8 @@ def main() -> None:
     Path(args.output).write_text(json.dumps(out, indent=2))
     for stage, s in out["summary"].items():
         said = f", {s['one_line']}/{s['stopped']} stopped ones said one line" if "stopped" in s else ""
+        if s.get("stopped", s["trials"]) < s["trials"]:
+            said += f"; {s['trials'] - s['stopped']} ran to their end first and tested nothing"
         print(f"{stage:<24} {s['identical']}/{s['trials']} identical to an uninterrupted run{said}")
     print(f"wall {out['settings']['wall_seconds']:.0f}s; wrote {args.output}")
 
