@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from litcache.config import PipelineConfig, load_pipeline
-from litcache.errors import LitcacheError, store_access_error
+from litcache.errors import LitcacheError, store_access
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -127,7 +127,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with store_access():  # an object store's library refusing to authenticate (data or outputs on s3://)
+                return fn(*args, **kwargs)
         except LitcacheError as exc:
             message = str(exc)
             if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the error's own text
@@ -139,11 +140,6 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Interrupted(_interrupted(exc)) from None
         except OSError as exc:
             raise click.ClickException(_os_error(exc)) from exc
-        except Exception as exc:  # an object store's library refusing to authenticate (data or outputs on s3://)
-            error = store_access_error(exc)
-            if error is None:
-                raise
-            raise click.ClickException(exact(str(error))) from exc
 
     return wrapper
 

@@ -6,6 +6,9 @@ prints these without a traceback; anything else escaping the library is a bug.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class LitcacheError(Exception):
     """Base class of all errors litcache raises on purpose."""
@@ -83,3 +86,18 @@ def store_access_error(exc: BaseException, url: str | None = None) -> StoreAcces
             )
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+@contextlib.contextmanager
+def store_access(url: str | None = None) -> Iterator[None]:
+    """Inside the block, an object store's library refusing to authenticate is :class:`StoreAccessError`, one line
+    that names ``url`` and what to set; every other error passes as it is."""
+    try:
+        yield
+    except LitcacheError:
+        raise
+    except Exception as exc:
+        error = store_access_error(exc, url)
+        if error is None:
+            raise
+        raise error from exc

@@ -20,7 +20,7 @@ from litcache.cache import _zarr
 from litcache.cache.codecs import ChunkCodec, crc32
 from litcache.cache.layout import FORMAT, FROZEN, INPUT, PROGRESS, READABLE_VERSIONS, STATS
 from litcache.cache.quantize import dequantize
-from litcache.errors import CacheError, store_access_error
+from litcache.errors import CacheError, store_access
 
 
 def read_array(arr: zarr.Array, sel: Any = slice(None)) -> np.ndarray:
@@ -37,14 +37,10 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None) -> tuple[Any
 def manifest_at(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """The manifest of the litcache cache at ``url``, or None when ``url`` holds none."""
     try:
-        group = zarr.open_group(url, mode="r", storage_options=storage_opts(url, storage_options))
+        with store_access(url):  # an object store without credentials: one line that says what to do
+            group = zarr.open_group(url, mode="r", storage_options=storage_opts(url, storage_options))
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
         return None
-    except Exception as exc:  # an object store without credentials: one line that says what to do
-        error = store_access_error(exc, url)
-        if error is None:
-            raise
-        raise error from exc
     manifest = cast(dict[str, Any], group.attrs.get("litcache", {}))
     return manifest if manifest.get("format") == FORMAT else None
 
@@ -358,14 +354,10 @@ class Cache:
 def open_group(url: str, storage_options: Mapping[str, Any] | None, mode: str) -> zarr.Group:
     """The Zarr group of the cache at ``url``; a one-line error when there is none."""
     try:
-        return zarr.open_group(url, mode=mode, storage_options=storage_opts(url, storage_options))  # type: ignore[arg-type]
+        with store_access(url):  # an object store without credentials: one line that says what to do
+            return zarr.open_group(url, mode=mode, storage_options=storage_opts(url, storage_options))  # type: ignore[arg-type]
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError) as exc:
         raise CacheError(f"no cache at {url}: run `litcache extract ... -o {url}` first") from exc
-    except Exception as exc:  # an object store without credentials: one line that says what to do
-        error = store_access_error(exc, url)
-        if error is None:
-            raise
-        raise error from exc
 
 
 def open_cache(url: str, storage_options: Mapping[str, Any] | None = None) -> Cache:

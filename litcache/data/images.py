@@ -28,7 +28,7 @@ from litcache.data.index import SampleIndex, open_index
 from litcache.data.prefetch import prefetch
 from litcache.data.sources import TORCHVISION_SETS, Files, find_files, torchvision_name
 from litcache.data.views import view_shape
-from litcache.errors import DataError, store_access_error
+from litcache.errors import DataError, store_access
 
 log = logging.getLogger(__name__)
 
@@ -300,16 +300,11 @@ def load_images(cfg: DataConfig, split: str = "train", limit: int | None = None)
     if limit is not None and limit < 1:
         raise DataError(f"--limit must be >= 1, got {limit}")
     name = torchvision_name(cfg)
-    try:
+    with store_access(cfg.source):  # shards on an object store without credentials: one line that names them
         files = None if name else find_files(cfg, files_split(split))
         key = (cfg, split, limit, files.stamp() if files else (name, str(Path(cfg.root).expanduser())))
         if key not in _OPENED:
             _OPENED[key] = _open(cfg, split, limit, files)
-    except Exception as exc:  # shards on an object store without credentials: one line that names them
-        error = store_access_error(exc, cfg.source)
-        if error is None:
-            raise
-        raise error from exc
         while len(_OPENED) > KEEP_OPENED:
             _OPENED.popitem(last=False)
     _OPENED.move_to_end(key)
