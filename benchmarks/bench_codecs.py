@@ -36,21 +36,21 @@ def codec_settings() -> list[tuple[str, StoreConfig]]:
     ]
 
 
-QUANTIZED = [(f"int{b} codes, bit planes + blosc-zstd-1 1MiB", b) for b in (8, 6, 4)]  # the store.bits rows
-# the alternative the bit planes were chosen over: one code a byte, bit-shuffled by Blosc on the host
+QUANTIZED = [(f"int{b} codes, bit fields + blosc-zstd-1 1MiB", b) for b in (8, 6, 4)]  # the store.bits rows
+# the alternative packing the codes is measured against: one code a byte, bit-shuffled by Blosc on the host
 BYTE_CODES = [(f"int{b} codes, a byte each + blosc-zstd-1 bitshuffle 1MiB", b) for b in (8, 4)]
 
 
 def quantized_write_and_read(
-    path: Path, x: np.ndarray, chunk: int, bits: int, cfg: StoreConfig, planes: bool = True
+    path: Path, x: np.ndarray, chunk: int, bits: int, cfg: StoreConfig, packed_fields: bool = True
 ) -> tuple[float, float, int, np.ndarray]:
     """``x`` quantised chunk by chunk (per unit and channel, as the extractor does; here with the numpy reference
-    quantiser on the host, where the extractor uses torch on the teacher's device), its bit planes written to a
+    quantiser on the host, where the extractor uses torch on the teacher's device), its bit fields written to a
     zarr array under ``cfg``'s codec, then read and dequantised: write s, read s, stored bytes, x decoded."""
     t = time.perf_counter()
     units = [q.quantize(x[s : s + chunk].astype(np.float32), bits) for s in range(0, len(x), chunk)]
-    if planes:
-        packed = np.concatenate([q.pack_planes(codes, bits) for codes, _ in units])
+    if packed_fields:
+        packed = np.concatenate([q.pack_codes(codes, bits) for codes, _ in units])
         codecs = build_codecs(cfg)
     else:
         packed = np.concatenate([codes.reshape(len(codes), -1) for codes, _ in units])
@@ -64,8 +64,8 @@ def quantized_write_and_read(
     back_arr = zarr.open_array(str(path), mode="r")
     t = time.perf_counter()
     codes = back_arr[:]
-    if not planes:
-        codes = q.pack_planes(codes.reshape(len(codes), *x.shape[1:]), bits)  # the reader's path from here on
+    if not packed_fields:
+        codes = q.pack_codes(codes.reshape(len(codes), *x.shape[1:]), bits)  # the reader's path from here on
     back = np.concatenate(
         [
             q.dequantize(codes[s : s + chunk], params, bits, x.shape[1:], "float16")
@@ -111,8 +111,8 @@ def measure_codec(
         stored = 0
         for name, x in data.items():
             if cfg.bits:
-                planes = label not in dict(BYTE_CODES)
-                w_s, r_s, stored_s, back = quantized_write_and_read(folder / name, x, chunk, cfg.bits, cfg, planes)
+                in_fields = label not in dict(BYTE_CODES)
+                w_s, r_s, stored_s, back = quantized_write_and_read(folder / name, x, chunk, cfg.bits, cfg, in_fields)
             else:
                 w_s, r_s, stored_s, back = write_and_read(folder / name, x, chunk, cfg)
             w += w_s

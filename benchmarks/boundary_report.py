@@ -8,7 +8,7 @@ values are from the teacher's float32 values, and how fast one CPU core encodes 
 - ``rel_rms_error``: RMS(stored - exact) / std(exact), where *stored* is what a reader decodes (dequantised to the
   store's dtype) and *exact* the teacher's float32 boundary, recomputed from the cached input, over the first rows;
 - ``encode_mb_per_s``: what the extractor's encoding of one unit of it does, on one thread: quantise + pack into
-  bit planes + compress (``store.bits`` > 0), or cast to the store's dtype (float16) + bit rounding + compress
+  bit fields + compress (``store.bits`` > 0), or cast to the store's dtype (float16) + bit rounding + compress
   (``store.bits`` = 0), in MB (10^6 bytes) of the boundary *as float16* (2 bytes an element, whatever is stored)
   per second; the best of ``repeats`` runs (the machines are shared). Statistics, checksums and the write are not
   counted; ``compress_mb_per_s`` is the compression alone, what is left to the CPU when the teacher's GPU
@@ -35,7 +35,7 @@ from litcache.models import SectionedModel
 FLOAT16_BYTES = 2  # MB/s counts every element at float16's 2 bytes, the size a GPU hands over unquantised
 ENCODE_NOTE = (
     "encode_mb_per_s: one unit of the boundary, encoded on one CPU thread as the extractor does (quantise + pack "
-    "into bit planes + compress when store.bits > 0; cast to float16 + bit rounding + compress when 0), in MB "
+    "into bit fields + compress when store.bits > 0; cast to float16 + bit rounding + compress when 0), in MB "
     "(10^6 bytes) of the boundary as float16 (2 bytes an element) per second, best of the repeats; "
     "compress_mb_per_s: the compression alone, in the same MB; "
     "rel_rms_error: RMS(decoded - teacher's float32) / std(teacher's float32)"
@@ -83,7 +83,7 @@ def one_thread() -> Iterator[None]:
 
 
 def prepare(cache: Cache, exact: torch.Tensor) -> np.ndarray:
-    """``exact`` (float32 rows of one unit) as the store holds them: codes as bit planes (``store.bits`` > 0), else
+    """``exact`` (float32 rows of one unit) as the store holds them: codes as bit fields (``store.bits`` > 0), else
     the store's float dtype with its bit rounding."""
     store = cache.manifest["store"]
     if cache.quant_bits:

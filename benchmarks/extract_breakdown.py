@@ -10,7 +10,7 @@ with the forward-only loop of ``run.py`` (views + ``forward_boundaries``, same b
 and prints each variant's median time and its ratio to the forward-only median. The store is the pipeline's
 (``store.bits=4``: codes quantised from the teacher's float32) with ``--store KEY=VALUE`` overrides. On the CPU
 ``extract()`` hands each unit's boundaries to its writer threads, which run ``encode_unit`` (quantisation and
-bit-plane packing, or nothing more for float16, then the statistics) and ``write_unit`` (codec, checksums, store):
+bit-field packing, or nothing more for float16, then the statistics) and ``write_unit`` (codec, checksums, store):
 
 - ``default``: ``extract()`` as shipped (background writer threads);
 - ``no writes``: every ``write_unit`` (and the progress bar's size look-up) a no-op: forward, hand-off,
@@ -23,7 +23,7 @@ Each patched variant checks that its stand-ins were called, so a change to ``lit
 them stops the script instead of timing the default path under another name.
 
 Also times one unit's parts single-threaded, with extraction's own functions: ``teacher_rows`` (forward and
-cast), ``quantize_unit`` (codes and bit planes; quantised stores only), ``unit_stats``, ``encode_unit`` (the two,
+cast), ``quantize_unit`` (codes and bit fields; quantised stores only), ``unit_stats``, ``encode_unit`` (the two,
 and the copy to numpy), the store codec alone on the stored boundaries, and ``write_unit``. The patched variants
 exist only to measure; they never write a cache anyone reads.
 
@@ -177,7 +177,7 @@ def unit_parts(teacher_path: str, cfg: PipelineConfig, out: Path, images: int) -
         bounds, _ = forward()
         if store.bits:
             quantise = lambda: [quantize_unit(b, store.bits) for b in bounds]  # noqa: E731
-            parts[f"quantize_unit ({store.bits}-bit codes, bit planes)"] = median_ms(quantise)
+            parts[f"quantize_unit ({store.bits}-bit codes, bit fields)"] = median_ms(quantise)
             quantised = quantise()
             values, steps = [q[2] for q in quantised], [q[1][0] for q in quantised]
             stats = lambda: unit_stats(values, first, where, steps=steps, decoded=store.dtype)  # noqa: E731

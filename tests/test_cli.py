@@ -116,7 +116,7 @@ def test_extract_max_units_then_resume(data_dir: Path, teacher_path: Path, tmp_p
 def test_inspect_json(cache_path: Path) -> None:
     s = json.loads(ok("inspect", cache_path, "--json").stdout)
     assert {"format_version", "complete", "rows", "samples", "views", "teacher", "arrays"} <= s.keys()
-    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (3, True, 128, 64, 2)
+    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (4, True, 128, 64, 2)
     assert {"model", "fingerprint", "sections", "b0", "output"} <= s["teacher"].keys()
     assert s["teacher"]["model"] == "resnet8" and s["teacher"]["fingerprint"].startswith("sha256:")
     assert s["teacher"]["sections"] == ["layer1", "layer2", "layer3"] and s["teacher"]["b0"] == "recomputed"

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 FORMAT = "litcache-cache"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # version 2 has no quantised boundaries and always stores the input; it reads as before
+FORMAT_VERSION = 4
+# version 2 has no quantised boundaries and always stores the input; it reads as before. Version 3 reads as before
+# where its boundaries are floats; its quantised codes are bit planes, which no reader decodes any more
+READABLE_VERSIONS = (2, 3, 4)
 PROGRESS = "progress/units"
 FROZEN = "teacher/frozen"  # the teacher's parameters and buffers outside its sections, one array each
 STATS = "progress/stats"

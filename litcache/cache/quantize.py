@@ -1,5 +1,5 @@
-"""Quantised boundaries: integer codes of ``bits`` bits with a scale and zero point per unit and channel, stored
-as bit planes.
+"""Quantised boundaries: integer codes of ``bits`` bits with a scale and zero point per unit and channel, packed
+into bit fields.
 
 For the values x of one channel in one unit (a chunk or shard of rows), with L = 2^bits - 1::
 
@@ -9,24 +9,30 @@ For the values x of one channel in one unit (a chunk or shard of rows), with L =
 
 so zero is exact (it is code z), and a channel that is never negative (after a ReLU) has z = 0. Rounding is half
 to even, in float32. The scale and zero point of unit u and channel c are ``quant/k[u] = [[s_c ...], [z_c ...]]``
-(float32). The codes of a row are stored as ``bits`` bit planes, the most significant first: plane j holds bit
-(bits - 1 - j) of every element of the row in C order, eight elements a byte, the first element in the byte's
-highest bit (``numpy.packbits``). High planes of a skewed distribution are mostly zeros, which the store's
-compressor then squeezes (a bit shuffle done where the codes are made).
+(float32).
 
-The extractor quantises and packs on the teacher's device (``litcache.extract.on_device``), so what is copied to
-the host is already small; this module is the format's reference, torch-free: the readers' unpacking and
-dequantisation, and a numpy quantiser the tests hold the device's against.
+The codes of a row are packed as **bit fields**. A width is split into powers of two, the widest first (8; 4;
+4 + 2 for 6 bits; 4 + 2 + 1 for 7), and each field (width w, offset o) holds bits o .. o + w - 1 of every code.
+The row's n codes in C order, padded with zeros to a multiple of 64, are cut into 8 / w equal parts; byte i of
+the field holds element i of part j in its bits j·w .. j·w + w - 1 (at 4 bits: element i in the low nibble,
+element i + n/2 in the high one). A row is its fields' bytes one after the other: ``bits`` bytes for every 8
+padded codes. Unpacking is then a shift and a mask per part over whole 64-bit words, which keeps the readers'
+dequantisation cheap, and what is copied off the teacher's device is already ``bits / 8`` of a byte a code.
+
+The extractor quantises and packs on the teacher's device (``litcache.extract.on_device``); this module is the
+format's reference, torch-free: the readers' unpacking and dequantisation, and a numpy quantiser the tests hold
+the device's against.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
 
 BITS = (2, 3, 4, 5, 6, 7, 8)  # code widths a store may use; 0 in the settings means no quantisation
+# the manifest's quantization.packing: how a row's codes are laid out (above)
+PACKING = "bit fields: powers of two, widest first; each the padded row in 8/w parts, part j at bits j*w of a byte"
 QUANT = "quant"  # quant/k holds boundary k's scales and zero points, one (2, C) row per unit
 
 
@@ -39,9 +45,24 @@ def channel_axis(row_shape: Sequence[int]) -> int:
     return 0 if len(row_shape) != 2 else 1
 
 
+def fields(bits: int) -> tuple[tuple[int, int], ...]:
+    """How a code of ``bits`` bits is stored: its fields' (width, offset), widths powers of two, the widest first."""
+    out, offset = [], bits
+    for width in (8, 4, 2, 1):
+        if offset >= width:
+            offset -= width
+            out.append((width, offset))
+    return tuple(out)
+
+
+def padded_size(row_shape: Sequence[int]) -> int:
+    """Codes a row is packed as: its elements padded to a multiple of 64 (whole 64-bit words in every part)."""
+    return -(-int(np.prod(row_shape, dtype=np.int64)) // 64) * 64
+
+
 def packed_row_bytes(row_shape: Sequence[int], bits: int) -> int:
-    """Bytes of one row's codes as ``bits`` bit planes, each padded to whole bytes."""
-    return bits * -(-int(np.prod(row_shape, dtype=np.int64)) // 8)
+    """Bytes of one row's packed codes: ``bits`` for every 8 padded codes."""
+    return bits * padded_size(row_shape) // 8
 
 
 def _channel_view(rows: np.ndarray, row_shape: Sequence[int]) -> np.ndarray:
@@ -71,41 +92,35 @@ def quantize(rows: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(codes), np.stack([scale, zero])
 
 
-def pack_planes(codes: np.ndarray, bits: int) -> np.ndarray:
-    """Codes (N, ...) uint8 as bit planes (N, packed_row_bytes), the most significant plane first."""
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Codes (N, ...) uint8 packed as bit fields (N, packed_row_bytes), the widest field first."""
     flat = codes.reshape(len(codes), -1)
-    planes = [np.packbits((flat >> (bits - 1 - j)) & 1, axis=1) for j in range(bits)]
-    return np.concatenate(planes, axis=1)
+    n = flat.shape[1]
+    padded = -(-n // 64) * 64
+    if padded != n:
+        flat = np.pad(flat, ((0, 0), (0, padded - n)))
+    out = []
+    for width, offset in fields(bits):
+        parts = ((flat >> offset) & ((1 << width) - 1)).reshape(len(flat), 8 // width, -1)
+        packed = parts[:, 0].copy()
+        for j in range(1, 8 // width):
+            packed |= parts[:, j] << (j * width)
+        out.append(packed)
+    return np.concatenate(out, axis=1)
 
 
-@functools.cache
-def plane_tables(bits: int) -> tuple[np.ndarray, ...]:
-    """For each plane j, a (256,) little-endian uint64 table: a plane byte -> its 8 elements' bit, in place
-    (bit ``bits - 1 - j`` of each of 8 code bytes, the byte's highest bit the first element)."""
-    k = np.arange(8)
-    element_bits = (np.arange(256)[:, None] >> (7 - k)) & 1  # (256, 8): element k's bit of byte b
-    return tuple(
-        np.ascontiguousarray((element_bits << (bits - 1 - j)).astype(np.uint8)).view("<u8").reshape(256)
-        for j in range(bits)
-    )
-
-
-def unpack_planes(packed: np.ndarray, bits: int, row_shape: Sequence[int]) -> np.ndarray:
-    """Bit planes (N, packed_row_bytes) back to codes (N, *row_shape) uint8.
-
-    Eight codes at a time: each plane byte looks up the 8 code bits it holds as one 64-bit word, and the planes'
-    words are or-ed together (a fifth of the work of unpacking every bit on its own).
-    """
+def unpack_codes(packed: np.ndarray, bits: int, row_shape: Sequence[int]) -> np.ndarray:
+    """Bit fields (N, packed_row_bytes) back to codes (N, *row_shape) uint8."""
+    padded = padded_size(row_shape)
+    codes = np.zeros((len(packed), padded), dtype=np.uint8)
+    start = 0
+    for width, offset in fields(bits):
+        field = packed[:, start : start + padded * width // 8]
+        start += field.shape[1]
+        parts = [(field >> (j * width)) & ((1 << width) - 1) for j in range(8 // width)]
+        codes |= np.concatenate(parts, axis=1) << offset
     n = int(np.prod(row_shape, dtype=np.int64))
-    planes = packed.reshape(len(packed), bits, -1)
-    tables = plane_tables(bits)
-    words = tables[0][planes[:, 0]]
-    for j in range(1, bits):
-        words |= tables[j][planes[:, j]]
-    codes = words.view(np.uint8).reshape(len(packed), -1)
-    if codes.shape[1] != n:  # the last plane byte's padding
-        codes = np.ascontiguousarray(codes[:, :n])
-    return codes.reshape(len(packed), *row_shape)
+    return np.ascontiguousarray(codes[:, :n]).reshape(len(packed), *row_shape)
 
 
 def dequantize(
@@ -115,7 +130,7 @@ def dequantize(
 
     x' = (q - z)·s is computed in float32, then cast to ``dtype``: one table look-up per element.
     """
-    codes = unpack_planes(packed, bits, row_shape)
+    codes = unpack_codes(packed, bits, row_shape)
     scale, zero = qparams[0].astype(np.float32), qparams[1].astype(np.float32)
     levels = np.arange(2**bits, dtype=np.float32)
     table = ((levels[None, :] - zero[:, None]) * scale[:, None]).astype(dtype)  # (C, 2^bits)

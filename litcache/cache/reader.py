@@ -63,6 +63,12 @@ class Cache:
                 f"{url} has cache format version {manifest.get('format_version')}; this litcache reads versions "
                 f"{', '.join(map(str, READABLE_VERSIONS))}: re-extract it with this version"
             )
+        if manifest.get("format_version") == 3 and manifest.get("quantization"):
+            raise CacheError(
+                f"{url} has cache format version 3, whose quantised codes are bit planes; this litcache packs them "
+                "as bit fields (version 4) and reads version 3 only where its boundaries are floats: re-extract it "
+                "with this version"
+            )
         if manifest.get("creating"):
             raise CacheError(
                 f"{url} was interrupted while its arrays were being created and holds no data: "

@@ -11,7 +11,7 @@ import numpy as np
 
 from litcache import __version__
 from litcache.cache.layout import FROZEN, INPUT, INPUT_CRC, ArraySpec, boundary_name
-from litcache.cache.quantize import channel_axis, packed_row_bytes, quant_name
+from litcache.cache.quantize import PACKING, channel_axis, packed_row_bytes, quant_name
 from litcache.cache.writer import CacheWriter
 from litcache.config import PipelineConfig, StoreConfig
 from litcache.data import ImageSet, transform_spec
@@ -39,7 +39,7 @@ def store_b0(cfg: PipelineConfig, shapes: Probe, input_shape: tuple[int, ...]) -
 
 def array_specs(input_shape: tuple[int, ...], shapes: Probe, b0: bool, store: StoreConfig) -> list[ArraySpec]:
     """The row arrays: rows, the input (its pixels, or their CRC-32), the stored boundaries (floats, or quantised
-    codes as bit planes), the outputs."""
+    codes as bit fields), the outputs."""
     specs = [
         ArraySpec("rows/sample", (), "int32"),
         ArraySpec("rows/view", (), "int32"),
@@ -79,7 +79,7 @@ def quantization_entry(shapes: Probe, b0: bool, store: StoreConfig) -> dict[str,
     stored = [k for k in range(len(shapes.boundary_shapes)) if k or b0]
     return {
         "bits": store.bits,
-        "packing": "bit planes, most significant first, 8 elements a byte (numpy.packbits)",
+        "packing": PACKING,
         "decoded_dtype": store.dtype,
         "params": {boundary_name(k): quant_name(k) for k in stored},
         "channel_axis": {boundary_name(k): channel_axis(shapes.boundary_shapes[k]) for k in stored},

@@ -7,8 +7,7 @@ import numpy as np
 import torch
 
 from litcache.cache.layout import boundary_name, float_error
-from litcache.cache.quantize import channel_axis, quant_name
-from litcache.cache.quantize import pack_planes as reference_pack_planes
+from litcache.cache.quantize import channel_axis, fields, quant_name
 from litcache.config import MANTISSA_BITS, StoreConfig
 from litcache.data import to_unit_float
 from litcache.errors import CacheError
@@ -144,7 +143,7 @@ def encode_unit(
 def quantize_unit(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One unit's boundary ``t`` (N, *row_shape), float, quantised where it lies (``litcache.cache.quantize``).
 
-    Returns the codes as bit planes (N, packed_row_bytes) uint8, the unit's scales and zero points (2, C) float32,
+    Returns the codes as bit fields (N, packed_row_bytes) uint8, the unit's scales and zero points (2, C) float32,
     and the dequantised values (N, *row_shape) float32, whose statistics the cache records. Bit for bit the codes
     of the format's reference quantiser.
     """
@@ -162,23 +161,21 @@ def quantize_unit(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
     q = torch.clamp(torch.round(x / scale[None, :, None]) + zero[None, :, None], 0, levels)
     values = ((q - zero[None, :, None]) * scale[None, :, None]).reshape(moved).movedim(1, axis)
     codes = q.to(torch.uint8).reshape(moved).movedim(1, axis).reshape(len(t), -1)
-    if codes.device.type == "cpu":  # numpy's packbits is the fastest packing there (and the format's reference)
-        return torch.from_numpy(reference_pack_planes(codes.numpy(), bits)), torch.stack([scale, zero]), values
-    return pack_planes(codes, bits), torch.stack([scale, zero]), values
+    return pack_codes(codes, bits), torch.stack([scale, zero]), values
 
 
-def pack_planes(codes: torch.Tensor, bits: int) -> torch.Tensor:
-    """Codes (N, n) uint8 as bit planes (N, bits * ceil(n / 8)), the most significant plane first, each plane's
-    elements eight a byte with the first in the highest bit (``numpy.packbits``)."""
+def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    """Codes (N, n) uint8 packed as bit fields (N, packed_row_bytes), on their device: the widest field first, each
+    the padded row cut into 8 / w parts, part j in bits j·w of every byte (``litcache.cache.quantize.pack_codes``)."""
     n = codes.shape[1]
-    if n % 8:
-        codes = torch.nn.functional.pad(codes, (0, 8 - n % 8))
-    eights = codes.reshape(len(codes), -1, 8)
-    planes = []
-    for j in range(bits):
-        bit = (eights >> (bits - 1 - j)) & 1
-        byte = bit[..., 0] << 7
-        for i in range(1, 8):
-            byte |= bit[..., i] << (7 - i)
-        planes.append(byte)
-    return torch.cat(planes, dim=1)
+    padded = -(-n // 64) * 64
+    if padded != n:
+        codes = torch.nn.functional.pad(codes, (0, padded - n))
+    out = []
+    for width, offset in fields(bits):
+        parts = ((codes >> offset) & ((1 << width) - 1)).view(len(codes), 8 // width, -1)
+        packed = parts[:, 0].clone()
+        for j in range(1, 8 // width):
+            packed |= parts[:, j] << (j * width)
+        out.append(packed)
+    return torch.cat(out, dim=1)

@@ -1,6 +1,6 @@
 """Quantised boundaries dequantised in torch, a batch at a time, past the stream's workers.
 
-The workers ship a quantised boundary as it is stored, its rows' packed bit planes (a quarter of float16's bytes at
+The workers ship a quantised boundary as it is stored, its rows' packed bit fields (a quarter of float16's bytes at
 4 bits), each row followed by its unit's ``(2, C)`` scales and zero points (:func:`with_scales`); the stream turns
 them into values here, in the process that consumes the batches. The format and its numpy reference are
 :mod:`litcache.cache.quantize`; this gives the very same values, bit for bit, as x' = (q - z)·s in float32 (q - z
@@ -10,8 +10,8 @@ is exact, the product rounds once), cast to the decoded dtype: the reference's p
 A block of rows at a time, in buffers kept from one batch to the next (memory touched for the first time costs more
 than the arithmetic), eight codes to a 64-bit word:
 
-    words   each plane byte looked up as the 8 code bits it holds, in place; the planes' words added (their bits
-            do not overlap)
+    words   each field's 64-bit words shifted and masked once a part (at 4 bits: the low nibbles, then the high
+            ones), each part written to its place; the fields or-ed together at their offsets
     q - z   for codes of up to 7 bits, in the words too: + (128 - z) in every byte cannot carry (it stays in
             1..255), and flipping bit 7 leaves q - z as a signed byte
     values  int8 -> float32, times s, -> the decoded dtype
@@ -29,10 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from litcache.cache.quantize import packed_row_bytes, plane_tables
+from litcache.cache.quantize import fields, packed_row_bytes, padded_size
 
 _BLOCK_ELEMENTS = 1 << 18  # codes dequantised at a time: a block's float32 (1 MiB) stays in the CPU's cache
 _SIGN_BITS = np.array(0x8080808080808080, dtype=np.uint64).view(np.int64).item()  # bit 7 of every byte
+
+
+def _every_byte(value: int) -> int:
+    """``value`` (a byte) in each byte of a 64-bit word, as the signed integer torch takes."""
+    return int.from_bytes(bytes([value]) * 8, "little", signed=True)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,10 @@ class QuantizedArray:
     def packed_bytes(self) -> int:
         return packed_row_bytes(self.row_shape, self.bits)
 
+    @property
+    def padded(self) -> int:
+        return padded_size(self.row_shape)
+
     def channel_view(self, rows: int) -> tuple[int, int, int]:
         """Rows as (N, C, rest) for channels first, (N, rest, C) for channels last."""
         c = self.channels
@@ -69,78 +78,87 @@ class QuantizedArray:
         return self.bits <= 7 and run % 8 == 0 and self.size % 8 == 0
 
 
-class _Buffers:
-    """The working buffers of a block of ``rows`` rows, with the views the loop uses made once."""
+class _Words:
+    """A batch's codes, 8 a 64-bit word, with the views the integer steps use: the first ``rows`` rows of ``held``
+    (the buffers kept from the batches before), or new buffers."""
 
-    def __init__(self, spec: QuantizedArray, rows: int, whole: _Buffers | None = None) -> None:
-        """New buffers, or the first ``rows`` rows of ``whole``'s (a block that is short)."""
-        planes = (rows, spec.bits, spec.packed_bytes // spec.bits)
-        if whole is None:
-            self.index = torch.empty(planes, dtype=torch.int32)  # plane bytes, offset to their plane's table
-            self.looked_up = torch.empty(planes, dtype=torch.int64)
-            self.words = torch.empty(planes[::2], dtype=torch.int64)  # (rows, nb): 8 codes a word
-            self.values = torch.empty(spec.channel_view(rows), dtype=torch.float32)
+    def __init__(self, spec: QuantizedArray, rows: int, held: _Words | None = None) -> None:
+        if held is None:
+            self.words = torch.empty((rows, spec.padded // 8), dtype=torch.int64)
+            self.field = torch.empty_like(self.words) if len(fields(spec.bits)) > 1 else self.words
         else:
-            self.index, self.looked_up = whole.index[:rows], whole.looked_up[:rows]
-            self.words, self.values = whole.words[:rows], whole.values[:rows]
-        self.index_flat, self.looked_up_flat = self.index.view(-1), self.looked_up.view(-1)
+            self.words, self.field = held.words[:rows], held.field[:rows]
+        shape = spec.channel_view(rows)
         if spec.in_words:  # the words by channel, and their bytes as the signed q - z they end up holding
-            self.grouped = self.words.view(*self.values.shape[:2], -1)
-            self.signed = self.words.view(torch.int8).view(self.values.shape)
+            self.grouped = self.words[:, : spec.size // 8].view(*shape[:2], -1)
+            self.codes = self.words.view(torch.int8)[:, : spec.size].view(shape)
         else:
-            self.codes = self.words.view(torch.uint8)[:, : spec.size].view(self.values.shape)  # a view, not a copy
+            self.codes = self.words.view(torch.uint8)[:, : spec.size].view(shape)  # a view, not a copy
 
 
 class Dequantizer:
     """Dequantises the rows of one quantised boundary; keeps its working buffers from one call to the next (one
-    dequantizer per thread)."""
+    dequantizer per thread).
+
+    The integer steps (unpacking, q - z) run over the whole batch at once, a few ops of a byte an element; the
+    float steps a block of rows at a time, whose float32 stays in the CPU's cache. Fewer, larger ops: each costs
+    microseconds of dispatch whatever its size.
+    """
 
     def __init__(self, spec: QuantizedArray) -> None:
         self.spec = spec
         self.block = max(1, _BLOCK_ELEMENTS // spec.size)
-        self.tables = torch.from_numpy(np.concatenate([t.view(np.int64) for t in plane_tables(spec.bits)]))
-        self.plane_offsets = torch.arange(spec.bits, dtype=torch.int32).view(1, spec.bits, 1) * 256
-        self.buffers: dict[int, _Buffers] = {}  # by rows: the whole block's, and a short last block's
+        self.fields = fields(spec.bits)
+        self.held: _Words | None = None  # the largest batch's buffers so far
+        self.values = torch.empty(spec.channel_view(self.block), dtype=torch.float32)
 
-    def buffers_for(self, rows: int) -> _Buffers:
-        if rows not in self.buffers:
-            whole = self.buffers.get(self.block) if rows <= self.block else None
-            if whole is None and rows < self.block:
-                whole = self.buffers[self.block] = _Buffers(self.spec, self.block)
-            self.buffers[rows] = _Buffers(self.spec, rows, whole)
-        return self.buffers[rows]
+    def buffers_for(self, rows: int) -> _Words:
+        if self.held is None or len(self.held.words) < rows:
+            self.held = _Words(self.spec, rows)
+        return self.held if len(self.held.words) == rows else _Words(self.spec, rows, self.held)
 
-    def words(self, packed: torch.Tensor, buffers: _Buffers | None = None) -> torch.Tensor:
-        """Packed rows (m, bits * nb) -> (m, nb) int64, 8 codes a word, the first code in the lowest byte."""
-        b = buffers or self.buffers_for(packed.shape[0])
-        torch.add(packed.view(b.index.shape), self.plane_offsets, out=b.index)
-        torch.index_select(self.tables, 0, b.index_flat, out=b.looked_up_flat)
-        return torch.sum(b.looked_up, 1, out=b.words)
+    def words(self, packed: torch.Tensor) -> _Words:
+        """Packed rows (N, packed bytes) -> their codes, 8 a word (N, padded / 8) int64, the first in the lowest
+        byte."""
+        b = self.buffers_for(packed.shape[0])
+        start = 0
+        for i, (width, offset) in enumerate(self.fields):
+            size = self.spec.padded * width // 8  # the field's bytes in a row
+            src = packed[:, start : start + size].view(torch.int64)
+            start += size
+            out = b.field if i else b.words
+            parts, mask = out.view(len(out), 8 // width, -1), _every_byte((1 << width) - 1)
+            torch.bitwise_and(src, mask, out=parts[:, 0])
+            for j in range(1, 8 // width):  # arithmetic shifts: what the sign brings in, the mask drops
+                torch.bitwise_right_shift(src, j * width, out=parts[:, j]).bitwise_and_(mask)
+            if offset:
+                out.bitwise_left_shift_(offset)
+            if i:
+                b.words.bitwise_or_(out)
+        return b
 
     def __call__(self, shipped: torch.Tensor, pin_memory: bool = False) -> torch.Tensor:
         """Values (N, *row_shape) of rows as :func:`with_scales` ships them (N, packed bytes + 8·C) uint8."""
         spec, rows, split = self.spec, shipped.shape[0], self.spec.packed_bytes
-        packed = shipped[:, :split]
         params = shipped[:, split:].contiguous().view(torch.float32).view(rows, 2, spec.channels)
         out = torch.empty((rows, *spec.row_shape), dtype=spec.dtype, pin_memory=pin_memory)
         flat = out.view(spec.channel_view(rows))
         per_row = (rows, spec.channels, 1) if spec.channel_axis == 0 else (rows, 1, spec.channels)
         scale, zero = params[:, 0].reshape(per_row), params[:, 1].reshape(per_row)
-        if spec.in_words:  # 128 - z in every byte of a word: (N, C, 1) words, or (N, 1, C / 8) for channels last
+        b = self.words(shipped[:, :split])
+        if spec.in_words:  # + (128 - z) in every byte of a word, then bit 7 flipped: q - z as a signed byte
             bias = (128 - zero).to(torch.uint8)
-            if spec.channel_axis == 0:
+            if spec.channel_axis == 0:  # (N, C, 1) words; (N, 1, C / 8) for channels last
                 bias = bias.expand(rows, spec.channels, 8).contiguous()
-            bias = bias.view(torch.int64)
+            b.grouped.add_(bias.view(torch.int64)).bitwise_xor_(_SIGN_BITS)
         for s in range(0, rows, self.block):
             e = min(s + self.block, rows)
-            b = self.buffers_for(e - s)
-            self.words(packed[s:e], b)
+            values = self.values[: e - s]
             if spec.in_words:
-                b.grouped.add_(bias[s:e]).bitwise_xor_(_SIGN_BITS)
-                b.values.copy_(b.signed)
+                values.copy_(b.codes[s:e])
             else:
-                torch.sub(b.codes, zero[s:e], out=b.values)
-            flat[s:e].copy_(b.values.mul_(scale[s:e]))
+                torch.sub(b.codes[s:e], zero[s:e], out=values)
+            flat[s:e].copy_(values.mul_(scale[s:e]))
         return out
 
 

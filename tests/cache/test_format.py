@@ -1,4 +1,4 @@
-"""The cache format without a network: quantised codes, bit planes, units and their checksums, and caches of the
+"""The cache format without a network: quantised codes, bit fields, units and their checksums, and caches of the
 previous format version. Torch-free: ``.ci/zarr-newest`` runs these against the newest zarr 3.x."""
 
 from __future__ import annotations
@@ -39,38 +39,75 @@ def test_codes_are_within_half_a_step_and_zero_is_exact(bits: int, shape: tuple[
     assert codes.dtype == np.uint8 and codes.shape == x.shape and codes.max() < 2**bits
     axis = q.channel_axis(shape)
     assert params.shape == (2, shape[axis])
-    back = q.dequantize(q.pack_planes(codes, bits), params, bits, shape, "float32")
+    back = q.dequantize(q.pack_codes(codes, bits), params, bits, shape, "float32")
     step = np.expand_dims(params[0], [i for i in range(len(shape) + 1) if i != axis + 1])
     assert (np.abs(back - x) <= step / 2 * (1 + 1e-6)).all()
     assert (back[x == 0] == 0).all()  # zero stays exact
     if not signed:
         assert (params[1] == 0).all()  # a channel that is never negative has no offset
-    half = q.dequantize(q.pack_planes(codes, bits), params, bits, shape, "float16").astype(np.float32)
+    half = q.dequantize(q.pack_codes(codes, bits), params, bits, shape, "float16").astype(np.float32)
     bound = step / 2 + np.vectorize(lambda v: float_error(abs(v), 10))(back)
     assert (np.abs(half - x) <= bound * (1 + 1e-6)).all()  # and the float16 the readers decode to rounds on top
 
 
-@pytest.mark.parametrize("bits", [2, 4, 6, 8])
-def test_bit_planes_hold_the_most_significant_bit_first(bits: int) -> None:
-    codes = np.array([[2**bits - 1] + [0] * 7 + [1] * 3], dtype=np.uint8)  # 11 elements: planes padded to 2 bytes
-    packed = q.pack_planes(codes, bits)
-    assert packed.shape == (1, q.packed_row_bytes((11,), bits)) == (1, 2 * bits)
-    assert packed[0, 0] == 0b1000_0000  # the first element's top bit, in the first plane's first byte
-    assert packed[0, 2 * (bits - 1) : 2 * bits].tolist() == [0b1000_0000, 0b1110_0000]  # the last plane: bit 0
-    np.testing.assert_array_equal(q.unpack_planes(packed, bits, (11,)), codes)
+def test_a_code_is_split_into_fields_of_powers_of_two_the_widest_first() -> None:
+    assert [q.fields(b) for b in q.BITS] == [
+        ((2, 0),),
+        ((2, 1), (1, 0)),
+        ((4, 0),),
+        ((4, 1), (1, 0)),
+        ((4, 2), (2, 0)),
+        ((4, 3), (2, 1), (1, 0)),
+        ((8, 0),),
+    ]
+
+
+def test_four_bit_codes_are_nibbles_the_rows_second_half_in_the_high_ones() -> None:
+    codes = np.arange(70, dtype=np.uint8)[None] % 16  # 70 elements: padded to 128, 64 bytes
+    packed = q.pack_codes(codes, 4)
+    assert packed.shape == (1, q.packed_row_bytes((70,), 4)) == (1, 64)
+    padded = np.concatenate([codes[0], np.zeros(58, np.uint8)])
+    assert packed[0].tolist() == (padded[:64] | padded[64:] << 4).tolist()  # byte i: element i, element 64 + i
+    np.testing.assert_array_equal(q.unpack_codes(packed, 4, (70,)), codes)
+
+
+@pytest.mark.parametrize("bits", [2, 6])
+def test_each_field_holds_its_bits_of_every_code_in_its_parts(bits: int) -> None:
+    """2 bits: four parts a byte, part j at bits 2j; 6 bits: the top four bits as nibbles, then the low two."""
+    codes = np.random.default_rng(bits).integers(0, 2**bits, size=(3, 64), dtype=np.uint8)
+    packed = q.pack_codes(codes, bits)
+    assert packed.shape == (3, 8 * bits)
+    if bits == 2:
+        expected = sum(codes[:, 16 * j : 16 * (j + 1)] << 2 * j for j in range(4))
+    else:
+        high, low = codes >> 2, codes & 3
+        expected = np.concatenate(
+            [high[:, :32] | high[:, 32:] << 4, sum(low[:, 16 * j : 16 * (j + 1)] << 2 * j for j in range(4))], axis=1
+        )
+    np.testing.assert_array_equal(packed, expected.astype(np.uint8))
 
 
 @pytest.mark.parametrize("bits", q.BITS)
 @pytest.mark.parametrize("shape", [*SHAPES.values(), (3, 5, 7), (300,), (2, 40, 40)])
 def test_unpacking_and_dequantising_follow_the_formula_element_by_element(bits: int, shape: tuple[int, ...]) -> None:
-    """The readers' table look-ups (eight codes a word, one table a channel) against numpy's unpackbits, one bit
-    at a time, and (q - z)·s in float32 for every element."""
+    """The readers' unpacking against each code's bits read one at a time from where the format puts them, and
+    (q - z)·s in float32 for every element."""
     rng = np.random.default_rng(bits)
     codes = rng.integers(0, 2**bits, size=(6, *shape), dtype=np.uint8)
-    packed = q.pack_planes(codes, bits)
-    planes, n = packed.reshape(6, bits, -1), codes[0].size
-    one_bit_at_a_time = sum(np.unpackbits(planes[:, j], axis=1, count=n) << (bits - 1 - j) for j in range(bits))
-    np.testing.assert_array_equal(q.unpack_planes(packed, bits, shape), one_bit_at_a_time.reshape(codes.shape))
+    packed = q.pack_codes(codes, bits)
+    n, padded = codes[0].size, q.padded_size(shape)
+    one_bit_at_a_time = np.zeros((6, padded), dtype=np.uint8)
+    start = 0
+    for width, offset in q.fields(bits):  # element e of the padded row is element e % L of part e // L
+        part_len = padded * width // 8
+        field = packed[:, start : start + part_len]
+        start += part_len
+        for e in range(padded):
+            part, i = divmod(e, part_len)
+            for bit in range(width):
+                one_bit_at_a_time[:, e] |= ((field[:, i] >> (part * width + bit)) & 1) << (offset + bit)
+    assert start == packed.shape[1] and not one_bit_at_a_time[:, n:].any()
+    np.testing.assert_array_equal(q.unpack_codes(packed, bits, shape), one_bit_at_a_time[:, :n].reshape(codes.shape))
     axis = q.channel_axis(shape)
     params = np.stack([rng.uniform(0.01, 1.0, shape[axis]), rng.integers(0, 2**bits, shape[axis])]).astype(np.float32)
     broadcast = [i for i in range(len(shape) + 1) if i != axis + 1]
@@ -110,7 +147,7 @@ def quantized_cache(path: Path, bits: int = 4, units: int = 3, rows_per_unit: in
         arrays["rows/label"] = np.zeros(e - s, dtype=np.int32)
         for k, shape in shapes.items():
             codes, params = q.quantize(values[f"boundary/{k}"][s:e], bits)
-            arrays[f"boundary/{k}"] = q.pack_planes(codes, bits)
+            arrays[f"boundary/{k}"] = q.pack_codes(codes, bits)
             arrays[q.quant_name(k)] = params
             decoded[f"boundary/{k}"][s:e] = q.dequantize(arrays[f"boundary/{k}"], params, bits, shape, "float32")
         cache.write_unit(u, arrays, stats=np.zeros((2, 4)))
@@ -160,8 +197,33 @@ def test_a_cache_of_format_version_2_reads_as_before() -> None:
 def test_a_newer_format_version_is_refused_in_one_line(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "cache-v2.zarr", tmp_path / "c.zarr")
     meta = json.loads((tmp_path / "c.zarr" / "zarr.json").read_text())
-    meta["attributes"]["litcache"]["format_version"] = 4
+    meta["attributes"]["litcache"]["format_version"] = 5
     (tmp_path / "c.zarr" / "zarr.json").write_text(json.dumps(meta))
     with pytest.raises(CacheError) as err:
         open_cache(str(tmp_path / "c.zarr"))
-    assert "format version 4; this litcache reads versions 2, 3" in str(err.value) and "\n" not in str(err.value)
+    assert "format version 5; this litcache reads versions 2, 3, 4" in str(err.value) and "\n" not in str(err.value)
+
+
+def relabel(path: Path, version: int) -> None:
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["litcache"]["format_version"] = version
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+def test_version_3_reads_where_its_boundaries_are_floats_and_is_refused_where_they_are_bit_planes(
+    tmp_path: Path,
+) -> None:
+    """Version 4 changed only how quantised codes are packed: version 3's float caches are version 4's."""
+    quantized_cache(tmp_path / "q.zarr")
+    relabel(tmp_path / "q.zarr", 3)
+    with pytest.raises(CacheError) as err:
+        open_cache(str(tmp_path / "q.zarr"))
+    assert "version 3, whose quantised codes are bit planes" in str(err.value) and "re-extract" in str(err.value)
+    assert "\n" not in str(err.value)
+    specs = [ArraySpec("rows/sample", (), "int32"), ArraySpec("boundary/1", SHAPES[1], "float16")]
+    manifest = {"rows": 5, "views": 1, "data": {"samples": 5}, "teacher": {"boundary_shapes": [[1], list(SHAPES[1])]}}
+    floats = create_cache(str(tmp_path / "f.zarr"), manifest, specs, StoreConfig(bits=0), {})
+    x = activations(np.random.default_rng(0), 5, SHAPES[1], signed=True).astype(np.float16)
+    floats.write_unit(0, {"rows/sample": np.arange(5, dtype=np.int32), "boundary/1": x}, stats=np.zeros((1, 4)))
+    relabel(tmp_path / "f.zarr", 3)
+    np.testing.assert_array_equal(open_cache(str(tmp_path / "f.zarr")).read(["boundary/1"], 0, 5)["boundary/1"], x)

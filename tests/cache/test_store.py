@@ -244,7 +244,7 @@ def test_open_cache_refuses_what_is_not_a_cache(tmp_path: Path) -> None:
 def test_open_cache_refuses_another_format_version(cache_copy: Path) -> None:
     group = zarr.open_group(str(cache_copy), mode="r+")
     group.attrs["litcache"] = {**group.attrs["litcache"], "format_version": 1}
-    with pytest.raises(CacheError, match="format version 1; this litcache reads versions 2, 3: re-extract"):
+    with pytest.raises(CacheError, match="format version 1; this litcache reads versions 2, 3, 4: re-extract"):
         open_cache(str(cache_copy))
 
 

@@ -13,7 +13,7 @@ def test_summary_sizes_and_identity(cache_path: Path) -> None:
     cache = open_cache(str(cache_path))
     s = summarize(cache)
     json.dumps(s)  # JSON-ready
-    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (3, True, 128, 64, 2)
+    assert (s["format_version"], s["complete"], s["rows"], s["samples"], s["views"]) == (4, True, 128, 64, 2)
     assert (s["units_written"], s["units_total"]) == (8, 8)
     assert s["teacher"]["model"] == "resnet8" and s["teacher"]["sections"] == ["layer1", "layer2", "layer3"]
     assert s["teacher"]["fingerprint"] == cache.manifest["teacher"]["fingerprint"]

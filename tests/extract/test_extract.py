@@ -116,7 +116,7 @@ def test_manifest_describes_the_cache(cache_path: Path, teacher_path: Path, tiny
     m = open_cache(str(cache_path)).manifest
     teacher, _ = load_model(teacher_path)
     images = load_images(tiny_cfg.data, "train")
-    assert m["format"] == "litcache-cache" and m["format_version"] == 3
+    assert m["format"] == "litcache-cache" and m["format_version"] == 4
     assert m["complete"] is True
     assert m["teacher"]["model"] == teacher.spec and m["teacher"]["model"]["name"] == "resnet8"
     assert m["teacher"]["fingerprint"] == fingerprint_state(teacher.state_dict())

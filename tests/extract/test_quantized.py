@@ -25,7 +25,7 @@ from litcache.cli.main import main
 from litcache.config import PipelineConfig
 from litcache.errors import CacheError
 from litcache.extract import extract
-from litcache.extract.on_device import pack_planes, quantize_unit
+from litcache.extract.on_device import pack_codes, quantize_unit
 from litcache.extract.recompute import verify_with_teacher
 from litcache.train.stream import CacheStream
 from litcache.train.trainer import train_sections
@@ -39,12 +39,12 @@ def test_the_device_quantiser_gives_the_reference_codes(bits: int, shape: tuple[
         x = torch.relu(x)
     codes, params = q.quantize(x.numpy(), bits)
     packed, got_params, values = quantize_unit(x, bits)
-    np.testing.assert_array_equal(packed.numpy(), q.pack_planes(codes, bits))
+    np.testing.assert_array_equal(packed.numpy(), q.pack_codes(codes, bits))
     np.testing.assert_array_equal(got_params.numpy(), params)
     np.testing.assert_array_equal(values.numpy(), q.dequantize(packed.numpy(), params, bits, shape[1:], "float32"))
-    # the packing a GPU runs (the CPU uses numpy's packbits): the same planes
+    # the packing on the device alone, on a row that is padded
     flat = torch.from_numpy(codes.reshape(len(codes), -1))
-    np.testing.assert_array_equal(pack_planes(flat, bits).numpy(), q.pack_planes(codes, bits))
+    np.testing.assert_array_equal(pack_codes(flat, bits).numpy(), q.pack_codes(codes, bits))
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def quantized(make_cfg: Callable[..., PipelineConfig], teacher_path: Path, tmp_p
 def test_a_quantised_cache_is_smaller_and_verifies(quantized, cache_path: Path, teacher_path: Path) -> None:
     cfg, path = quantized
     cache, plain = open_cache(str(path)), open_cache(str(cache_path))
-    assert cache.manifest["format_version"] == 3 and cache.quant_bits == 4
+    assert cache.manifest["format_version"] == 4 and cache.quant_bits == 4
     assert cache.array("boundary/1").dtype == np.uint8 and cache.array("quant/1").shape == (cache.num_units, 2, 16)
     small, big = summarize(cache), summarize(plain)
     assert small["boundary_bytes_per_element"] < 0.5 * big["boundary_bytes_per_element"]
@@ -207,12 +207,12 @@ def test_the_format_docs_decode_a_quantised_boundary_with_numpy(quantized) -> No
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("bits", [8, 4])
 def test_the_gpu_quantiser_gives_the_reference_codes(bits: int) -> None:
-    """Where the teacher runs on a GPU, the codes are made and packed there (torch's shifts, not numpy)."""
+    """Where the teacher runs on a GPU, the codes are made and packed there."""
     x = torch.relu(torch.randn(64, 16, 8, 8, generator=torch.Generator().manual_seed(bits)) * 3)
     codes, params = q.quantize(x.numpy(), bits)
     packed, got_params, _ = quantize_unit(x.cuda(), bits)
     assert packed.device.type == "cuda"
-    np.testing.assert_array_equal(packed.cpu().numpy(), q.pack_planes(codes, bits))
+    np.testing.assert_array_equal(packed.cpu().numpy(), q.pack_codes(codes, bits))
     np.testing.assert_array_equal(got_params.cpu().numpy(), params)
 
 

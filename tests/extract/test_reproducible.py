@@ -22,8 +22,8 @@ TESTS = Path(__file__).parents[1]
 MODEL = '{factory: user_models:exact_pools, sections: ["1", "2"]}'
 # recorded with the store settings below; a deliberate format change records new ones (and says so)
 RECORDED = {
-    "float16": "0dd8d21440f033961d8544ed880ac116ee9cdc32075c12c00326fae3134aaa53",  # format 3
-    "bits=4": "e233ee6b196c24eea75ccc9d68188b73e7cc784be83e3ae1363a4b5e791fd821",  # format 3
+    "float16": "c381bb48ab89ed45c1e31241f5a516bf483b56baa6dd37a965e6c9ce0391a254",  # format 4 (the version alone)
+    "bits=4": "bde2f4d9ed0da4bc6fdb65196fc7dbc8e5dd2ad15013e419b2c3183962314ff6",  # format 4: codes as bit fields
 }
 STORES = {"float16": [], "bits=4": ["store.bits=4"]}
 MANIFEST_VOLATILE = ("created", "litcache_version", "pipeline")  # the time, the release, the run's own settings

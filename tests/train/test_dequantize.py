@@ -34,7 +34,7 @@ def generated_units(bits: int, row_shape: tuple[int, ...], units: int, seed: int
         index[axis] = slice(1, None, 2)
         x[tuple(index)] = np.maximum(x[tuple(index)], 0)  # channels after a ReLU (zero point 0)
         codes, p = q.quantize(x, bits)
-        packed.append(q.pack_planes(codes, bits))
+        packed.append(q.pack_codes(codes, bits))
         params.append(p)
     return np.concatenate(packed), np.stack(params)
 
@@ -75,9 +75,9 @@ def test_a_shipped_row_is_its_codes_then_its_units_scales() -> None:
 def test_the_words_hold_the_references_codes() -> None:
     packed, _ = generated_units(4, (16, 8, 8), units=1, seed=0)
     spec = dq.QuantizedArray(4, (16, 8, 8), 0, torch.float16)
-    words = dq.Dequantizer(spec).words(torch.from_numpy(packed))
+    words = dq.Dequantizer(spec).words(torch.from_numpy(packed)).words
     codes = words.view(torch.uint8).numpy().reshape(UNIT, 16, 8, 8)
-    assert np.array_equal(codes, q.unpack_planes(packed, 4, (16, 8, 8)))
+    assert np.array_equal(codes, q.unpack_codes(packed, 4, (16, 8, 8)))
 
 
 def test_batches_come_dequantised_in_order_and_a_failure_reaches_the_consumer() -> None:
