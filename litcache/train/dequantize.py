@@ -7,14 +7,18 @@ them into values here, in the process that consumes the batches. The format and 
 is exact, the product rounds once), cast to the decoded dtype: the reference's per-channel table
 ``((levels - z)·s).astype(dtype)`` element by element.
 
-A block of rows at a time, in buffers kept from one batch to the next (memory touched for the first time costs more
-than the arithmetic), eight codes to a 64-bit word:
+In buffers kept from one batch to the next (memory touched for the first time costs more than the arithmetic),
+eight codes to a 64-bit word; the integer steps over the whole batch, the float steps a block of rows at a time:
 
     words   each field's 64-bit words shifted and masked once a part (at 4 bits: the low nibbles, then the high
             ones), each part written to its place; the fields or-ed together at their offsets
     q - z   for codes of up to 7 bits, in the words too: + (128 - z) in every byte cannot carry (it stays in
             1..255), and flipping bit 7 leaves q - z as a signed byte
-    values  int8 -> float32, times s, -> the decoded dtype
+    values  int8 -> float32, times s, -> the decoded dtype (a block's float32 stays in the CPU's cache)
+
+At 4 bits that is five integer ops a batch and boundary and three float ops a block: 13 us a row for a CIFAR
+ResNet-20's three boundaries on one core, half what the bit planes of cache format 3 took (a table look-up a
+byte).
 """
 
 from __future__ import annotations
