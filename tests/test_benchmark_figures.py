@@ -1,5 +1,5 @@
-"""The figures BENCHMARKS.md quotes match the results files they name (benchmarks/figures.py), and a quick
-benchmark run never replaces the full run's record."""
+"""The figures BENCHMARKS.md and README.md quote match the results files they name (benchmarks/figures.py), and a
+quick benchmark run never replaces the full run's record."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def test_benchmarks_quotes_the_figures_of_its_results_files() -> None:
     count, problems = figures.check(ROOT / "BENCHMARKS.md")
     assert not problems, "\n".join(problems)
     assert count >= MARKED_AT_LEAST
+
+
+def test_the_readme_quotes_the_figures_of_its_results_files() -> None:
+    """ "When LIT helps": its table's accuracies are the benchmark files' own."""
+    count, problems = figures.check(ROOT / "README.md")
+    assert not problems, "\n".join(problems)
+    assert count >= 1
 
 
 def _write(root: Path, document: str, results: object) -> Path:

@@ -14,7 +14,7 @@ from litcache.cli.main import main
 from litcache.config import load_pipeline
 from litcache.errors import CheckpointError
 from litcache.models.checkpoint import load_model
-from litcache.recipe import lit_verdict
+from litcache.recipe import lit_verdict, one_block_sections_note
 
 # shrink every stage of the quickstart pipeline to seconds on generated data
 SMALL = [
@@ -88,6 +88,9 @@ def test_one_cache_serves_several_students(data_dir: Path, teacher_path: Path, t
     assert open_cache(str(out / "cache.zarr")).complete
     model = {r["name"]: r["model"] for r in results["models"]}
     assert model["lit-resnet14"] == "resnet14"
+    # resnet8's sections hold one block each (resnet14's two): the run says so before it starts
+    note = next(line for line in result.output.splitlines() if line.startswith("note: every section of"))
+    assert "of resnet8 holds a single block" in note and "resnet14" not in note
     assert load_model(out / "students/resnet14/student.pt")[0].spec["name"] == "resnet14"
 
 
@@ -131,3 +134,29 @@ def test_the_verdict_says_whether_lit_leads_and_where_it_was_measured_to() -> No
     (line,) = lit_verdict(_results(0.60, 0.62, 0.50))
     assert "at this budget LIT does not lead on this run" in line and "'ResNet-56 → ResNet-20'" in line
     assert lit_verdict({"models": _results(0.7, 0.6, 0.5)["models"][:2]}) == []  # without both baselines: nothing
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "noted"),
+    [
+        ("tiny", "resnet8"),
+        ("cifar10-resnet20-resnet8", "resnet8"),
+        ("cifar10-torchvision-resnet50", "student1"),  # torchvision's Bottleneck, [1, 1, 1, 1]
+        ("cifar10-upscale-generator6-generator2", "generator2"),
+        ("cifar10-resnet56-resnet20", None),
+        ("cifar10-vit-12-6", None),
+        ("quickstart", None),
+    ],
+)
+def test_students_whose_every_section_is_one_block_are_noted(pipeline: str, noted: str | None) -> None:
+    note = one_block_sections_note(load_pipeline(pipeline))
+    assert (note is None) if noted is None else f"every section of {noted} holds a single block" in note
+
+
+def test_a_sections_blocks_are_its_modules_a_container_counting_its_children() -> None:
+    from litcache.models import build_model
+
+    resnet20 = build_model("resnet20")
+    assert [resnet20.section_blocks(k) for k in (1, 2, 3)] == [3, 3, 3]  # layer1..3, Sequentials of 3 blocks
+    vit = build_model(load_pipeline("cifar10-vit-12-6").teacher.model)
+    assert [vit.section_blocks(k) for k in range(1, vit.num_sections + 1)] == [4, 4, 4]  # blocks.0:4 ... ranges

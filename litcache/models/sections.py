@@ -142,6 +142,11 @@ class SectionedModel(nn.Module):
         """The modules section ``k`` (1-based) runs, in order."""
         return [self.net.get_submodule(p) for p in self._paths[k - 1]]
 
+    def section_blocks(self, k: int) -> int:
+        """The blocks section ``k`` (1-based) runs: its modules, a container (``Sequential``, ``ModuleList``)
+        counting as its children (``layer1`` of a CIFAR ResNet-20 holds 3, ``blocks.0:4`` 4)."""
+        return sum(len(m) if isinstance(m, nn.Sequential | nn.ModuleList) else 1 for m in self.section_modules(k))
+
     def section_of(self, name: str) -> int:
         """The section (1-based) a state-dict key belongs to, or 0 when it is outside every section."""
         for k, paths in enumerate(self._paths, start=1):
