@@ -158,9 +158,11 @@ def quantize_unit(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
     scale = (hi - lo) / levels
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.clamp(torch.round(-lo / scale), 0, levels)
-    q = torch.clamp(torch.round(x / scale[None, :, None]) + zero[None, :, None], 0, levels)
-    values = ((q - zero[None, :, None]) * scale[None, :, None]).reshape(moved).movedim(1, axis)
+    s, z = scale[None, :, None], zero[None, :, None]
+    # in place, one buffer: a unit's temporaries are fresh memory (page faults), which cost as much as the arithmetic
+    q = torch.div(x, s).round_().add_(z).clamp_(0, levels)
     codes = q.to(torch.uint8).reshape(moved).movedim(1, axis).reshape(len(t), -1)
+    values = q.sub_(z).mul_(s).reshape(moved).movedim(1, axis)  # (q - z)·s: the values readers decode
     return pack_codes(codes, bits), torch.stack([scale, zero]), values
 
 
