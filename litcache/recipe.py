@@ -78,17 +78,22 @@ def _check_inputs(cfg: PipelineConfig, teacher: str | None, limit: int | None) -
         load_teacher(teacher, cfg.teacher.model, data_classes, d.mean, d.std, cfg.factories(), require_spec=True)
 
 
+def student_labels(cfg: PipelineConfig) -> list[tuple[str, Any]]:
+    """(label, model spec) of every student the pipeline trains: its name, else ``student<i>``."""
+    return [(spec.name or f"student{i}", spec) for i, spec in enumerate(cfg.students or (cfg.train.student,), start=1)]
+
+
 def one_block_sections_note(cfg: PipelineConfig) -> str | None:
     """A note for students whose every section holds a single block, where LIT's IR stage was measured to teach
     little (README, "When LIT helps"); None when none does, or a student cannot be built here (its stage says why)."""
     names = []
-    for i, spec in enumerate(cfg.students or (cfg.train.student,), start=1):
+    for label, spec in student_labels(cfg):
         try:
             student = build_model(spec, cfg.data.num_classes or 10, cfg.data.mean, cfg.data.std)
         except LitcacheError:
             continue
         if all(student.section_blocks(k) <= 1 for k in range(1, student.num_sections + 1)):
-            names.append(spec.name or f"student{i}")
+            names.append(label)
     if not names:
         return None
     return (
@@ -191,8 +196,7 @@ def run_pipeline(
         )
 
     evaluate_row("teacher", teacher_path, seconds)
-    for i, spec in enumerate(cfg.students or (cfg.train.student,), start=1):
-        label = spec.name or f"student{i}"
+    for label, spec in student_labels(cfg):
         base = out / "students" / label
         sec, sec_s = _timed(
             train_sections,
