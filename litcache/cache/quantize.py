@@ -96,8 +96,7 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     """Codes (N, ...) uint8 packed as bit fields (N, packed_row_bytes), the widest field first."""
     flat = codes.reshape(len(codes), -1)
     n = flat.shape[1]
-    padded = -(-n // 64) * 64
-    if padded != n:
+    if (padded := padded_size((n,))) != n:
         flat = np.pad(flat, ((0, 0), (0, padded - n)))
     out = []
     for width, offset in fields(bits):

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from litcache.cache.layout import boundary_name, float_error
-from litcache.cache.quantize import channel_axis, fields, quant_name
+from litcache.cache.quantize import channel_axis, fields, padded_size, quant_name
 from litcache.config import MANTISSA_BITS, StoreConfig
 from litcache.data import to_unit_float
 from litcache.errors import CacheError
@@ -170,8 +170,7 @@ def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Codes (N, n) uint8 packed as bit fields (N, packed_row_bytes), on their device: the widest field first, each
     the padded row cut into 8 / w parts, part j in bits j·w of every byte (``litcache.cache.quantize.pack_codes``)."""
     n = codes.shape[1]
-    padded = -(-n // 64) * 64
-    if padded != n:
+    if (padded := padded_size((n,))) != n:
         codes = torch.nn.functional.pad(codes, (0, padded - n))
     out = []
     for width, offset in fields(bits):
