@@ -27,10 +27,10 @@ def test_benchmarks_quotes_the_figures_of_its_results_files() -> None:
 
 
 def test_the_readme_quotes_the_figures_of_its_results_files() -> None:
-    """ "When LIT helps": its table's accuracies are the benchmark files' own."""
+    """ "When LIT helps" and the combined objective's paragraph: their accuracies are the benchmark files' own."""
     count, problems = figures.check(ROOT / "README.md")
     assert not problems, "\n".join(problems)
-    assert count >= 1
+    assert count >= 2
 
 
 def _write(root: Path, document: str, results: object) -> Path:
